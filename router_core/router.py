@@ -1,0 +1,150 @@
+"""The router: a benchmark pool behind a neighbour index, and the decisions it makes.
+
+A :class:`Router` answers three questions:
+
+* ``predict(vectors)``: g (predicted correctness of every model) and u contributions per prompt;
+* ``decide(aggregates)``: the task-level pick from a task's running sums;
+* ``decide_instance(g_row)``: the per-prompt pick.
+
+It is built by :func:`build_router` and persisted by :mod:`router_core.artifact`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import loto
+from .data import BenchmarkData
+from .decision import Decision, RoutingParams, decide_instance, decide_task
+from .embed import Encoder
+from .index import ExactIndex, HnswIndex, NeighbourIndex
+from .scores import best_on_average, knn_correctness, prompt_distance
+from .state import TaskAggregates
+
+EXACT_BELOW = 2000  # pools smaller than this are searched exactly
+
+
+@dataclass
+class LabelledSamples:
+    """A few labelled prompts of the task being routed (the paper's alpha), joining the pool."""
+
+    vectors: np.ndarray  # (L, dim)
+    labels: np.ndarray  # (L, M), NaN where unlabelled
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+@dataclass
+class Router:
+    models: list[str]
+    vectors: np.ndarray  # (N, dim) pool embeddings
+    labels: np.ndarray  # (N, M)
+    task_of: np.ndarray  # (N,) index into task_names
+    task_names: list[str]
+    u_train: np.ndarray  # (D,)
+    p_train: np.ndarray  # (D, M)
+    task_accuracy: np.ndarray  # (D, M)
+    train_mean: np.ndarray  # (M,)
+    bma: int
+    costs: np.ndarray | None  # (M,) USD per query, from the data
+    params: RoutingParams
+    index: NeighbourIndex
+    meta: dict[str, Any] = field(default_factory=dict)  # encoder, text field, datasets, version
+
+    @property
+    def version(self) -> str:
+        return str(self.meta.get("version", "unsaved"))
+
+    @property
+    def bma_model(self) -> str:
+        return self.models[self.bma]
+
+    # -- prediction ---------------------------------------------------------------------------
+    def neighbours(self, vectors: np.ndarray, labelled: LabelledSamples | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Neighbour ids, distances and the label matrix the ids index into."""
+        width = max(self.params.k, self.params.u_k)
+        ids, dists = self.index.query(vectors, width)
+        if labelled is None or len(labelled) == 0:
+            return ids, dists, self.labels
+        q = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        extra_d = (1.0 - q @ labelled.vectors.T).astype(np.float32)
+        extra_ids = np.arange(len(labelled))[None, :].repeat(len(q), 0) + len(self.labels)
+        all_ids = np.concatenate([ids, extra_ids], axis=1)
+        all_d = np.concatenate([dists, extra_d], axis=1)
+        order = np.argsort(all_d, axis=1, kind="stable")[:, :width]
+        return (np.take_along_axis(all_ids, order, 1), np.take_along_axis(all_d, order, 1),
+                np.vstack([self.labels, labelled.labels.astype(np.float32)]))
+
+    def predict(self, vectors: np.ndarray, labelled: LabelledSamples | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(g, u): (n, M) predicted correctness and (n,) distance contributions."""
+        ids, dists, labels = self.neighbours(vectors, labelled)
+        g = knn_correctness(ids[:, : self.params.k], labels, self.train_mean)
+        return g, prompt_distance(dists, self.params.u_k)
+
+    def aggregate(self, vectors: np.ndarray, labelled: LabelledSamples | None = None) -> TaskAggregates:
+        g, u = self.predict(vectors, labelled)
+        return TaskAggregates.from_rows(g, u)
+
+    # -- decisions ----------------------------------------------------------------------------
+    def effective_costs(self, costs: np.ndarray | None) -> np.ndarray | None:
+        return self.costs if costs is None else np.asarray(costs, dtype=np.float64)
+
+    def decide(self, agg: TaskAggregates, epsilon: float | None = None, lam: float | None = None,
+               costs: np.ndarray | None = None) -> Decision:
+        """The task's pick from its aggregates (knobs default to the router's own)."""
+        params = self.params.with_costs(self.params.epsilon if epsilon is None else epsilon,
+                                        self.params.lam if lam is None else lam)
+        return decide_task(agg, self.models, self.u_train, self.p_train, self.bma,
+                           self.effective_costs(costs), params)
+
+    def decide_instance(self, g_row: np.ndarray, epsilon: float | None = None, lam: float | None = None,
+                        costs: np.ndarray | None = None) -> Decision:
+        params = self.params.with_costs(self.params.epsilon if epsilon is None else epsilon,
+                                        self.params.lam if lam is None else lam)
+        return decide_instance(np.asarray(g_row).ravel(), self.models, self.train_mean,
+                               self.effective_costs(costs), params)
+
+    def route_texts(self, texts: Sequence[str], encoder: Encoder, **knobs: Any) -> Decision:
+        """Embed a task's prompts and decide (the CLI's ``route``)."""
+        return self.decide(self.aggregate(encoder.encode(list(texts))), **knobs)
+
+    def summary(self) -> dict[str, Any]:
+        return {"version": self.version, "models": list(self.models), "prompts": int(len(self.labels)),
+                "tasks": len(self.task_names), "bma": self.bma_model,
+                "has_costs": self.costs is not None, "params": self.params.to_dict(),
+                **{k: v for k, v in self.meta.items() if k != "version"}}
+
+
+def make_index(vectors: np.ndarray) -> NeighbourIndex:
+    """hnswlib for real pools, exact search for tiny ones (where hnsw recall is no better)."""
+    if len(vectors) < EXACT_BELOW:
+        return ExactIndex(vectors)
+    return HnswIndex.build(vectors)
+
+
+def build_from_vectors(data: BenchmarkData, vectors: np.ndarray, params: RoutingParams | None = None,
+                       meta: dict[str, Any] | None = None, table: loto.LotoTable | None = None) -> Router:
+    """A router over already embedded prompts (LOTO targets computed here unless given)."""
+    params = params or RoutingParams()
+    table = table or loto.compute(vectors, data.tasks, data.labels, params.k, params.u_k)
+    costs = data.mean_cost()
+    return Router(
+        models=list(data.models), vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+        labels=data.labels.astype(np.float32), task_of=table.task_of, task_names=table.task_names,
+        u_train=table.u, p_train=table.p, task_accuracy=table.accuracy,
+        train_mean=loto.model_means(data.labels), bma=best_on_average(table.accuracy), costs=costs,
+        params=params, index=make_index(vectors), meta=dict(meta or {}))
+
+
+def build_router(data: BenchmarkData, encoder: Encoder, params: RoutingParams | None = None,
+                 progress: bool = False, text_field: str = "auto") -> Router:
+    """Embed the benchmark prompts, compute the LOTO targets, index the pool."""
+    vectors = encoder.encode(data.prompts, progress=progress)
+    meta = {"encoder": encoder.name, "datasets": data.name, "text_field": text_field}
+    return build_from_vectors(data, vectors, params, meta)

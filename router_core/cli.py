@@ -1,0 +1,108 @@
+"""``llm-router`` commands of the library: build, eval, route. Thin: parse, call, print.
+
+The gateway adds ``serve``, ``upstream`` and ``demo`` to this same app (gateway/cli.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import artifact, data as data_mod
+from .data import DataError
+from .decision import RoutingParams
+
+app = typer.Typer(help="LLM routing with benchmark datasets (Shnitzer et al., 2023): build, evaluate, route, serve.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def load_pool(paths: list[Path], threshold: float, text_field: str) -> data_mod.BenchmarkData:
+    """One or more data folders / RouterBench tables as one benchmark pool."""
+    try:
+        sets = [data_mod.load(p, threshold=threshold, text_field=text_field) for p in paths]
+    except DataError as exc:
+        _fail(str(exc))
+    return data_mod.merge(sets)
+
+
+@app.command()
+def build(
+    data: list[Path] = typer.Option(..., "--data", help="Data folder (records.jsonl.gz + models.json) or RouterBench .csv/.pkl; repeatable."),
+    out: Path = typer.Option(..., "--out", help="Directory to write the router artifact to."),
+    threshold: float = typer.Option(0.5, help="Graded correctness >= threshold counts as correct."),
+    text_field: str = typer.Option("auto", help="Record field to embed: auto (question if present, else prompt), prompt, question."),
+    k: int = typer.Option(5, help="Neighbours for the correctness predictor."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory (default ROUTER_CACHE_DIR or ~/.cache/llm-router)."),
+) -> None:
+    """Embed the benchmark prompts, compute the leave-one-task-out targets and save a router."""
+    from .embed import get_encoder
+    from .router import build_router
+
+    pool = load_pool(data, threshold, text_field)
+    typer.echo(f"{pool.name}: {len(pool)} prompts, {len(pool.task_names)} tasks, {len(pool.models)} models", err=True)
+    try:
+        router = build_router(pool, get_encoder(cache_dir), RoutingParams(k=k), progress=True, text_field=text_field)
+    except ValueError as exc:
+        _fail(str(exc))
+    version = artifact.save(router, out)
+    typer.echo(json.dumps({"artifact": str(out), "version": version, **router.summary()}, indent=1))
+
+
+@app.command()
+def route(
+    router_dir: Path = typer.Option(..., "--router", help="Router artifact directory."),
+    prompts: Path = typer.Option(..., "--prompts", help="Prompts of one task: a text file (one per line) or JSONL with a 'prompt' field; '-' for stdin."),
+    epsilon: Optional[float] = typer.Option(None, help="Cheapest model whose score is within epsilon of the best."),
+    lam: Optional[float] = typer.Option(None, "--lambda", help="Maximise score - lambda * cost (USD per query)."),
+    instance: bool = typer.Option(False, help="Also print the per-prompt (instance) pick of every prompt."),
+) -> None:
+    """Print the decision and scores for a file of prompts from one task, as JSON."""
+    from .embed import get_encoder
+
+    try:
+        router = artifact.load(router_dir)
+    except artifact.ArtifactError as exc:
+        _fail(str(exc))
+    texts = read_prompts(prompts)
+    if not texts:
+        _fail(f"{prompts}: no prompts")
+    vectors = get_encoder().encode(texts)
+    decision = router.decide(router.aggregate(vectors), epsilon=epsilon, lam=lam)
+    out = {"router": router.version, "decision": decision.to_dict()}
+    if instance:
+        g, _ = router.predict(vectors)
+        out["instances"] = [router.decide_instance(row, epsilon=epsilon, lam=lam).model for row in g]
+    typer.echo(json.dumps(out, indent=1))
+
+
+def read_prompts(path: Path) -> list[str]:
+    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    out: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                _fail(f"{path}:{lineno}: invalid JSON: {exc.msg}")
+            val = rec.get("question") or rec.get("prompt") if isinstance(rec, dict) else None
+            if not isinstance(val, str):
+                _fail(f"{path}:{lineno}: no 'prompt' string")
+            out.append(val)
+        else:
+            out.append(line)
+    return out
+
+
+def main() -> None:
+    app()

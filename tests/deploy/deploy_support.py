@@ -1,0 +1,101 @@
+"""Helpers for the deployment tests: repository paths, the exported metric names, promtool, PromQL names."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+CHART = ROOT / "helm-chart"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "llm-router.json"
+
+# Labels Prometheus itself attaches to every scraped series, and the histogram bucket label.
+TARGET_LABELS = {"instance", "job"}
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    type: str
+    labels: frozenset[str]
+
+    def series_names(self) -> dict[str, frozenset[str]]:
+        """The series names Prometheus stores for this family, each with its label names."""
+        if self.type == "counter":
+            return {self.name + "_total": self.labels, self.name + "_created": self.labels}
+        if self.type == "histogram":
+            return {self.name + "_bucket": self.labels | {"le"}, self.name + "_sum": self.labels,
+                    self.name + "_count": self.labels, self.name + "_created": self.labels}
+        return {self.name: self.labels}
+
+
+def metric_families() -> list[Family]:
+    """Every metric gateway/metrics.py defines, read from the module (nothing listed by hand)."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    import gateway.metrics as metrics
+
+    out = []
+    for obj in vars(metrics).values():
+        if isinstance(obj, MetricWrapperBase):
+            for fam in obj.describe():
+                out.append(Family(fam.name, fam.type, frozenset(obj._labelnames)))
+    return out
+
+
+def exported_series() -> dict[str, frozenset[str]]:
+    names: dict[str, frozenset[str]] = {"up": frozenset()}
+    for fam in metric_families():
+        names.update(fam.series_names())
+    return names
+
+
+PROMQL_FUNCS_AND_KEYWORDS = {
+    "sum", "max", "min", "avg", "count", "rate", "increase", "irate", "histogram_quantile", "by",
+    "without", "ignoring", "on", "group_left", "group_right", "and", "or", "unless", "bool",
+    "absent", "label_values", "topk", "bottomk", "delta", "deriv", "offset", "clamp_min", "vector",
+}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Identifiers in a PromQL expression that name series: not functions, keywords, labels or strings."""
+    no_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    no_matchers = re.sub(r"\{[^}]*\}", "{}", no_strings)           # label matchers
+    no_groupings = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", r"\1", no_matchers)
+    no_ranges = re.sub(r"\[[^\]]*\]", "[]", no_groupings)
+    tokens = set(re.findall(r"(?<![\w$.])[a-zA-Z_:][\w:]*", no_ranges))
+    return {t for t in tokens if t not in PROMQL_FUNCS_AND_KEYWORDS}
+
+
+def promql_label_names(expr: str) -> set[str]:
+    """Label names an expression matches on or groups by."""
+    no_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    labels: set[str] = set()
+    for matcher in re.findall(r"\{([^}]*)\}", no_strings):
+        labels |= set(re.findall(r"([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)", matcher))
+    for group in re.findall(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)", no_strings):
+        labels |= {g.strip() for g in group.split(",") if g.strip()}
+    return labels
+
+
+def need_tool(name: str) -> str:
+    """The path of a required binary. Missing fails the test: CI installs it (.ci/run), so no skip."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"`{name}` is not installed: `apt-get install prometheus` (.ci/run does this in CI)")
+    return path
+
+
+def run_tool(*args: str | Path, cwd: Path | None = None, input: str | None = None) -> str:
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, input=input, capture_output=True, text=True,
+                          timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(map(str, args))} exited {proc.returncode}:\n{out}"
+    return out

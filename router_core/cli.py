@@ -84,6 +84,46 @@ def route(
     typer.echo(json.dumps(out, indent=1))
 
 
+@app.command("eval")
+def eval_cmd(
+    data: list[Path] = typer.Option(..., "--data", help="Data folder or RouterBench table; repeatable (pooled)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the JSON report."),
+    plots: Optional[Path] = typer.Option(None, help="Directory for PNG figures."),
+    alpha: float = typer.Option(0.0, help="Fraction of each held-out task's prompts (max 50) whose labels join the pool."),
+    repeats: int = typer.Option(1, help="Repetitions (re-draws the alpha samples and the fallback seed)."),
+    epsilon: Optional[float] = typer.Option(None, help="Cost knob: cheapest model within epsilon of the best score."),
+    lam: Optional[float] = typer.Option(None, "--lambda", help="Cost knob: maximise score - lambda * cost."),
+    holdout_field: str = typer.Option("task", help="What one held-out task is: task, benchmark or subtask."),
+    threshold: float = typer.Option(0.5, help="Graded correctness >= threshold counts as correct."),
+    text_field: str = typer.Option("auto", help="Record field to embed."),
+    seed: int = typer.Option(0, help="Seed of the fallback simulation and the alpha draws."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory."),
+) -> None:
+    """Leave-one-task-out evaluation (the paper's Table 1); writes a JSON report and prints a table."""
+    from .embed import get_encoder
+    from .evaluate import evaluate, format_table
+
+    pool = load_pool(data, threshold, text_field)
+    try:
+        pool = pool.with_holdout(holdout_field)
+    except DataError as exc:
+        _fail(str(exc))
+    if len(pool.task_names) < 3:
+        _fail(f"{pool.name}: leave-one-task-out needs at least 3 tasks by {holdout_field!r}, found {len(pool.task_names)}")
+    vectors = get_encoder(cache_dir).encode(pool.prompts, progress=True)
+    params = RoutingParams(seed=seed, epsilon=epsilon, lam=lam)
+    report = evaluate(pool, vectors, params, alpha=alpha, repeats=repeats, seed=seed)
+    report["holdout_field"] = holdout_field
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    typer.echo(format_table(report))
+    if plots:
+        from .plots import write_plots
+
+        for p in write_plots(report, plots):
+            typer.echo(f"wrote {p}", err=True)
+
+
 def read_prompts(path: Path) -> list[str]:
     text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     out: list[str] = []

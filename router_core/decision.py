@@ -110,7 +110,7 @@ def decide_task(agg: TaskAggregates, models: Sequence[str], u_train: np.ndarray,
     prob = None
     if params.fallback and pick != bma:
         margin = sc.fallback_margin(agg.n, pick, bma, costs, params.epsilon, params.lam)
-        prob = sc.prob_beats(agg.n, ts.n_pos[pick], p[pick], ts.n_pos[bma], p[bma], margin,
+        prob = sc.prob_beats(agg.n, ts.n_pos[pick], p[pick], ts.n_pos[bma], p[bma], -margin,
                              params.draws, params.seed)
         if prob < params.eta:
             pick, method = bma, "BMA-fallback"

@@ -1,0 +1,116 @@
+"""End to end on real benchmark data (small subsets): build, save, load, route, evaluate, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from router_core import artifact, data, embed, evaluate, loto
+from router_core.decision import RoutingParams
+from router_core.router import LabelledSamples, build_router
+
+TASKS = ["gsm8k", "mbpp", "arc_challenge", "mmlu-high_school_psychology", "humaneval"]
+
+
+@pytest.fixture(scope="module")
+def subset(shared_data):
+    return data.load(shared_data / "routerdc-7b").sample_tasks(TASKS, per_task=30, seed=1)
+
+
+@pytest.fixture(scope="module")
+def vectors(subset):
+    return embed.get_encoder().encode(subset.prompts)
+
+
+def test_embeddings_are_normalised_and_cached(subset, vectors, tmp_path):
+    assert vectors.shape == (len(subset), 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    enc = embed.get_encoder(cache_dir=tmp_path)
+    first = enc.encode(subset.prompts[:5])
+    calls = []
+    original = enc.encoder.encode
+    enc.encoder.encode = lambda texts, progress=False: calls.append(len(texts)) or original(texts)
+    again = enc.encode(subset.prompts[:5] + subset.prompts[:1])
+    assert calls == []  # served from the on-disk cache
+    assert np.allclose(again[:5], first) and np.allclose(again[5], first[0])
+    assert np.allclose(first, vectors[:5], atol=1e-5)
+
+
+def test_build_save_load_route(subset, vectors, tmp_path):
+    r = build_router(subset, embed.get_encoder())
+    version = artifact.save(r, tmp_path / "art")
+    back = artifact.load(tmp_path / "art")
+    assert back.version == version and back.models == subset.models
+    assert artifact.save(back, tmp_path / "art2") == version  # content hash is stable
+    assert len(back.task_names) == len(TASKS) and back.u_train.shape == (len(TASKS),)
+    rows = np.flatnonzero(subset.tasks == "gsm8k")
+    agg = back.aggregate(vectors[rows])
+    d = back.decide(agg)
+    assert d.model in subset.models and d.n == len(rows)
+    assert set(d.s3) == set(subset.models) and d.ranking[0] == d.model
+    # prompts of the pool find themselves first
+    ids, dists, _ = back.neighbours(vectors[rows[:3]])
+    assert list(ids[:, 0]) == list(rows[:3]) and np.allclose(dists[:, 0], 0, atol=1e-4)
+    g, u = back.predict(vectors[rows[:3]])
+    assert g.shape == (3, len(subset.models)) and np.all(u > 0)
+    # a few labelled samples of a new task join the pool for that task
+    lab = LabelledSamples(vectors[rows[:4]], np.ones((4, len(subset.models))))
+    g_lab, _ = back.predict(vectors[rows[:4]], labelled=lab)
+    assert np.all(g_lab >= g[:1].min() - 1e-9) and g_lab.max() > 0
+
+
+def test_artifact_errors(tmp_path):
+    with pytest.raises(artifact.ArtifactError, match="not a router artifact"):
+        artifact.load(tmp_path)
+
+
+def test_loto_never_uses_own_task(subset, vectors):
+    t = loto.compute(vectors, subset.tasks, subset.labels)
+    assert np.all(t.task_of[t.ids] != t.task_of[:, None])
+    assert t.p.shape == (len(TASKS), len(subset.models))
+    assert np.all((t.p >= 0) & (t.p <= 1))
+
+
+def test_evaluate_report_layout(subset, vectors):
+    rep = evaluate.evaluate(subset, vectors, RoutingParams(), alpha=0.1, repeats=2)
+    assert {t["task"] for t in rep["tasks"]} == set(TASKS)
+    assert set(rep["methods"]) == set(evaluate.METHODS)
+    for t in rep["tasks"]:
+        assert set(t["scores"]) == {"S1", "S2", "S3"}
+        assert set(t["picks"]) == {"S1", "S2", "S3", "S3_true_p", "BMA", "Oracle"}
+        acc = t["true_accuracy"]
+        assert acc[t["picks"]["Oracle"]] == max(acc.values())
+    m = rep["methods"]
+    assert m["Oracle"]["ratio_to_oracle"] == pytest.approx(1.0)
+    assert all(e["accuracy"] <= m["Oracle"]["accuracy"] + 1e-9 for e in m.values())
+    assert 0 <= rep["p_hat_mae"] <= 1
+    assert m["S3"]["mean_cost"] is None  # routerdc has no costs
+
+
+def test_cli_build_route_eval(subset, tmp_path, shared_data):
+    from router_core.cli import app
+
+    runner = CliRunner()
+    # a real shared-format folder written from the subset
+    import gzip
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with gzip.open(folder / "records.jsonl.gz", "wt") as fh:
+        for p, t, lab in zip(subset.prompts, subset.tasks, subset.labels):
+            fh.write(json.dumps({"task": t, "prompt": p, "correct": {m: float(v) for m, v in zip(subset.models, lab) if not np.isnan(v)}}) + "\n")
+    res = runner.invoke(app, ["build", "--data", str(folder), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("\n".join(json.dumps({"prompt": p}) for p, t in zip(subset.prompts, subset.tasks) if t == "mbpp"))
+    res = runner.invoke(app, ["route", "--router", str(tmp_path / "r"), "--prompts", str(prompts), "--instance"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["decision"]["model"] in subset.models and len(out["instances"]) == 30
+    res = runner.invoke(app, ["eval", "--data", str(folder), "--out", str(tmp_path / "rep.json"),
+                              "--plots", str(tmp_path / "plots")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "rep.json").read_text())["dataset"] == "data"
+    assert (tmp_path / "plots" / "accuracy_by_task.png").stat().st_size > 1000
+    res = runner.invoke(app, ["build", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "no such file" in res.output

@@ -99,3 +99,34 @@ def run_tool(*args: str | Path, cwd: Path | None = None, input: str | None = Non
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(map(str, args))} exited {proc.returncode}:\n{out}"
     return out
+
+
+COMPOSE = ROOT / "docker-compose.yaml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+
+
+def compose() -> dict:
+    import yaml
+
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def dockerignore_includes(rel_path: str, patterns: list[str]) -> bool:
+    """Whether Docker sends ``rel_path`` in the build context, by .dockerignore's rules: each
+    pattern is matched against the path and each of its parent folders; the last match wins."""
+    parts = rel_path.split("/")
+    candidates = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    included = True
+    for raw in patterns:
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        regex = "".join(
+            "(.*/)?" if tok == "**/" else ".*" if tok == "**" else "[^/]*" if tok == "*"
+            else "[^/]" if tok == "?" else re.escape(tok)
+            for tok in re.findall(r"\*\*/|\*\*|\*|\?|[^*?]+", pattern))
+        if any(re.fullmatch(regex, c) for c in candidates):
+            included = negate
+    return included

@@ -1,0 +1,224 @@
+"""The Dockerfile and docker-compose.yaml, checked without a Docker daemon: the compose file is a
+valid Compose Specification document, everything it builds from or mounts exists, the Dockerfile's
+COPY sources exist and reach the build context, and the pieces agree with one another (ports,
+service names, paths, the router's models, the torch pin)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from urllib.parse import urlparse
+
+import compose_spec
+import pytest
+import yaml
+from dockerfile_parse import DockerfileParser
+
+from deploy_support import COMPOSE, DEPLOY, DOCKERFILE, ROOT, compose, dockerignore_includes
+
+COMPOSE_ENV = {"LLM_ROUTER_API_KEY": "sk-test", "UPSTREAM_API_KEY": "sk-upstream-test"}
+
+
+def instructions(name: str) -> list[str]:
+    return [i["value"] for i in DockerfileParser(path=str(DOCKERFILE)).structure if i["instruction"] == name]
+
+
+def stages() -> list[list[dict]]:
+    out: list[list[dict]] = []
+    for ins in DockerfileParser(path=str(DOCKERFILE)).structure:
+        if ins["instruction"] == "FROM":
+            out.append([])
+        if out:
+            out[-1].append(ins)
+    return out
+
+
+def final_stage(name: str) -> list[str]:
+    return [i["value"] for i in stages()[-1] if i["instruction"] == name]
+
+
+def copy_args(value: str) -> tuple[dict[str, str], list[str], str]:
+    words = shlex.split(value)
+    flags = dict(w[2:].split("=", 1) for w in words if w.startswith("--"))
+    paths = [w for w in words if not w.startswith("--")]
+    return flags, paths[:-1], paths[-1]
+
+
+def service_build(name: str) -> dict:
+    return compose()["services"][name]["build"]
+
+
+def routerdata_dir() -> Path:
+    return (ROOT / service_build("gateway")["additional_contexts"]["routerdata"]).resolve()
+
+
+def gateway_config_file() -> Path:
+    for mount in compose()["services"]["gateway"]["volumes"]:
+        src, target = mount.split(":")[:2]
+        if target == "/etc/llm-router/config.yaml":
+            return ROOT / src
+    raise AssertionError("the gateway's config is not mounted")
+
+
+def load_compose_gateway_config(monkeypatch):
+    from gateway.config import load_config
+
+    for k, v in COMPOSE_ENV.items():
+        monkeypatch.setenv(k, v)
+    return load_config(gateway_config_file())
+
+
+# --- Dockerfile --------------------------------------------------------------------------------
+
+def test_copy_sources_exist_and_reach_the_build_context():
+    patterns = (ROOT / ".dockerignore").read_text().splitlines()
+    sources = []
+    for value in instructions("COPY"):
+        flags, srcs, _ = copy_args(value)
+        if "from" not in flags:
+            sources += srcs
+    assert sources
+    for src in sources:
+        path = ROOT / src
+        assert path.exists(), f"COPY {src}: not in the repository"
+        files = [path] if path.is_file() else [p for p in path.rglob("*.py") if "__pycache__" not in p.parts]
+        assert files, src
+        for f in files:
+            assert dockerignore_includes(f.relative_to(ROOT).as_posix(), patterns), f"{f} is .dockerignored"
+
+
+def test_dockerignore_keeps_local_state_out():
+    patterns = (ROOT / ".dockerignore").read_text().splitlines()
+    for path in [".venv/bin/python", ".git/HEAD", ".state/redis/dump.rdb", "tests/deploy/x.py",
+                 "gateway/__pycache__/app.cpython-311.pyc", "artifacts/router/manifest.json"]:
+        assert not dockerignore_includes(path, patterns), path
+
+
+def test_copy_from_names_a_stage_or_the_compose_build_context():
+    names = {s[0]["value"].split()[-1] for s in stages() if " AS " in s[0]["value"].upper()}
+    contexts = set(service_build("gateway").get("additional_contexts", {}))
+    for value in instructions("COPY"):
+        flags, _, _ = copy_args(value)
+        if "from" in flags:
+            assert flags["from"] in names | contexts, value
+
+
+def test_routerdata_context_is_a_benchmark_folder():
+    folder = routerdata_dir()
+    assert (folder / "records.jsonl.gz").is_file() and (folder / "models.json").is_file()
+
+
+def test_torch_pin_matches_pyproject():
+    pinned = re.search(r'"torch==([^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    dockerfile_pins = re.findall(r"torch==(\S+)", " ".join(instructions("RUN")))
+    assert dockerfile_pins == [pinned]
+    assert "download.pytorch.org/whl/cpu" in " ".join(instructions("RUN"))
+
+
+def test_final_stage_runs_unprivileged_and_serves_the_mounted_config():
+    user = final_stage("USER")[-1]
+    assert user.split(":")[0] not in {"0", "root"}
+    assert json.loads(final_stage("ENTRYPOINT")[-1]) == ["llm-router"]
+    cmd = json.loads(final_stage("CMD")[-1])
+    assert cmd[0] == "serve" and cmd[cmd.index("--config") + 1] == "/etc/llm-router/config.yaml"
+    assert final_stage("EXPOSE") == [cmd[cmd.index("--port") + 1]]
+    assert "/health/liveness" in final_stage("HEALTHCHECK")[-1]
+
+
+def test_image_artifact_path_is_the_configured_one(monkeypatch):
+    built = re.search(r"llm-router build .*--out (\S+)", " ".join(instructions("RUN"))).group(1)
+    copied = [copy_args(v)[2] for v in final_stage("COPY") if copy_args(v)[0].get("from") == "artifact"]
+    assert copied == [built]
+    assert load_compose_gateway_config(monkeypatch).router.artifact == Path(built)
+
+
+# --- docker-compose.yaml -----------------------------------------------------------------------
+
+def test_compose_file_is_valid_compose_spec():
+    spec = compose_spec.PyCompose.from_yaml(COMPOSE.read_text())
+    spec.validate()
+    assert set(spec.service_names()) == {"gateway", "upstream", "redis", "prometheus", "grafana"}
+
+
+def test_compose_build_sources_exist():
+    for name, svc in compose()["services"].items():
+        if "build" in svc:
+            build = svc["build"]
+            assert (ROOT / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE, name
+            for ctx in build.get("additional_contexts", {}).values():
+                assert (ROOT / ctx).is_dir(), f"{name}: build context {ctx} missing"
+
+
+def test_compose_mounts_exist_and_named_volumes_are_declared():
+    doc = compose()
+    declared = set(doc.get("volumes") or {})
+    mounts = 0
+    for name, svc in doc["services"].items():
+        for mount in svc.get("volumes", []):
+            src = mount.split(":")[0]
+            if src.startswith("."):
+                assert (ROOT / src).exists(), f"{name}: {src} does not exist"
+                mounts += 1
+            else:
+                assert src in declared, f"{name}: volume {src} not declared"
+    assert mounts >= 6
+
+
+def test_read_only_gateway_has_writable_tmp_and_state(monkeypatch):
+    gw = compose()["services"]["gateway"]
+    assert gw["read_only"] is True
+    tmpfs = {t.split(":")[0] for t in gw["tmpfs"]}
+    cfg = load_compose_gateway_config(monkeypatch)
+    cache_dir = re.search(r"ROUTER_CACHE_DIR=(\S+)", " ".join(final_stage("ENV"))).group(1)
+    for path in ["/tmp", str(cfg.redis.state_dir), cache_dir]:
+        assert any(path == t or path.startswith(t + "/") for t in tmpfs), f"{path} is not writable"
+
+
+def test_compose_gateway_config_serves_every_model_of_the_artifact(monkeypatch):
+    cfg = load_compose_gateway_config(monkeypatch)
+    models = [m["name"] for m in json.loads((routerdata_dir() / "models.json").read_text())]
+    assert cfg.missing_models(models) == []
+    assert cfg.auth.api_keys == [COMPOSE_ENV["LLM_ROUTER_API_KEY"]]
+    # the fake upstream serves exactly these names, on the port the config calls
+    upstream = compose()["services"]["upstream"]["command"]
+    assert upstream[upstream.index("--models") + 1:] == models
+    port = upstream[upstream.index("--port") + 1]
+    for m in cfg.model_list:
+        base = urlparse(m.litellm_params.api_base)
+        assert (base.hostname, str(base.port)) == ("upstream", port), m.model_name
+        assert m.litellm_params.model == f"openai/{m.model_name}"
+
+
+def test_compose_services_find_each_other(monkeypatch):
+    doc = compose()
+    cfg = load_compose_gateway_config(monkeypatch)
+    assert urlparse(cfg.redis.url).hostname in doc["services"]
+    gw_cmd = doc["services"]["gateway"]["command"]
+    gw_port = gw_cmd[gw_cmd.index("--port") + 1]
+    assert f"{gw_port}:{gw_port}" in doc["services"]["gateway"]["ports"]
+    prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = [t for job in prom["scrape_configs"] if job["job_name"] == "llm-router"
+               for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets == [f"gateway:{gw_port}"]
+    prom_mounts = dict(m.split(":")[:2] for m in doc["services"]["prometheus"]["volumes"])
+    assert prom_mounts["./deploy/prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    # rule_files are relative to the config: alerts.yml must land beside it
+    assert prom_mounts["./deploy/prometheus/alerts.yml"] == "/etc/prometheus/alerts.yml"
+
+
+def test_grafana_provisioning_points_at_the_compose_services():
+    doc = compose()
+    mounts = dict(m.split(":")[:2] for m in doc["services"]["grafana"]["volumes"])
+    ds = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yaml").read_text())
+    url = urlparse(ds["datasources"][0]["url"])
+    assert url.hostname == "prometheus" and f"{url.port}:{url.port}" in doc["services"]["prometheus"]["ports"]
+    assert ds["datasources"][0]["type"] == "prometheus"
+    provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/llm-router.yaml").read_text())
+    assert mounts["./deploy/grafana/dashboards"] == provider["providers"][0]["options"]["path"]
+    assert mounts["./deploy/grafana/provisioning/datasources"] == "/etc/grafana/provisioning/datasources"
+    assert mounts["./deploy/grafana/provisioning/dashboards"] == "/etc/grafana/provisioning/dashboards"
+    home = doc["services"]["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == provider["providers"][0]["options"]["path"] + "/llm-router.json"
+    assert (DEPLOY / "grafana/dashboards/llm-router.json").is_file()

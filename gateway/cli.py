@@ -1,8 +1,78 @@
-"""The ``llm-router`` console script: router_core's commands plus the gateway's (serve, upstream, demo)."""
+"""The ``llm-router`` console script: router_core's commands plus the gateway's (serve, upstream, demo).
+
+Command bodies stay thin: parse options, call into the gateway modules, report.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
+import typer
+
 from router_core.cli import app
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(..., "--config", "-c", help="Gateway YAML config."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (metrics switch to multiprocess mode)."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Run the OpenAI-compatible gateway."""
+    from .config import ConfigError
+    from .serve import run
+
+    try:
+        run(config, host, port, workers, log_level)
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+
+
+@app.command()
+def upstream(
+    port: int = typer.Option(9000, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    models: Optional[list[str]] = typer.Option(None, "--models", help="Model names to serve (repeatable)."),
+    data: Optional[Path] = typer.Option(None, help="Benchmark data folder: serve its models, answer with its labels."),
+    latency_ms: float = typer.Option(0.0, help="Fixed latency per request."),
+    per_token_ms: float = typer.Option(0.0, help="Extra latency per output token."),
+    error_rate: float = typer.Option(0.0, help="Fraction of requests that fail."),
+    error_status: int = typer.Option(500, help="Status of injected failures."),
+    hang: bool = typer.Option(False, help="Never answer (timeout tests)."),
+    fail_model: Optional[list[str]] = typer.Option(None, "--fail-model", help="Model that always fails (repeatable)."),
+) -> None:
+    """Run the local OpenAI-compatible upstream (demo, tests, benchmarks)."""
+    import uvicorn
+
+    from .upstream import Behaviour, Upstream, benchmark_records
+
+    names, records = list(models or []), {}
+    if data is not None:
+        data_models, records = benchmark_records(data)
+        names = names or data_models
+    if not names:
+        typer.secho("error: give --models or --data", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    behaviour = Behaviour(latency_ms=latency_ms, per_token_ms=per_token_ms, error_rate=error_rate,
+                          error_status=error_status, hang=hang, fail_models=list(fail_model or []))
+    uvicorn.run(Upstream(names, behaviour, records).app(), host=host, port=port, log_level="warning",
+                access_log=False)
+
+
+@app.command()
+def demo(
+    data: Path = typer.Option(..., "--data", help="Benchmark data folder to build the demo router from."),
+    port: int = typer.Option(8000, help="Gateway port."),
+    state: Path = typer.Option(Path(".state"), help="Where the router, Redis and the config live."),
+) -> None:
+    """Build the demo router, start Redis, the upstream and the gateway (Ctrl-C stops all)."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo(data, port, state))
 
 
 def main() -> None:

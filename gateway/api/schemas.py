@@ -1,0 +1,98 @@
+"""Request bodies of the OpenAI-compatible routes and the router's own API.
+
+Only the fields the gateway reads are declared (so bad ones get a clear 400); every other
+OpenAI parameter is kept (``extra="allow"``) and forwarded upstream untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str = Field(min_length=1)
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        if isinstance(self.content, list):
+            return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
+        return ""
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    task_id: str | None = Field(None, description="The task this request belongs to (else the X-Task-ID header).")
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"model": "router", "messages": [{"role": "user", "content": "Which planet is largest?"}],
+         "metadata": {"task_id": "astronomy-quiz"}}]})
+
+    model: str = Field(min_length=1, description="A configured model (passes through) or an alias such as 'router' (routes).")
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    metadata: Metadata | None = None
+
+    def routing_text(self, field: str) -> str:
+        """The text router_core embeds: the last user turn, all user turns, or every turn."""
+        if field == "last_user":
+            for m in reversed(self.messages):
+                if m.role == "user":
+                    return m.text()
+            return self.messages[-1].text()
+        turns = self.messages if field == "all" else [m for m in self.messages if m.role == "user"]
+        return "\n".join(m.text() for m in turns)
+
+    def upstream_body(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True, exclude={"metadata"})
+
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    prompt: str | list[str]
+    stream: bool = False
+    metadata: Metadata | None = None
+
+    def routing_text(self, field: str) -> str:
+        return self.prompt if isinstance(self.prompt, str) else "\n".join(self.prompt)
+
+    def upstream_body(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True, exclude={"metadata"})
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, description="A configured model name (embeddings are not routed).")
+    input: str | list[str] | list[int] | list[list[int]]
+
+
+class Sample(BaseModel):
+    prompt: str = Field(min_length=1)
+    labels: dict[str, float] | None = Field(
+        None, description="Per-model correctness in [0, 1] for this prompt (the paper's few labels); omit for none.")
+
+
+class SamplesRequest(BaseModel):
+    samples: list[Sample] = Field(min_length=1, max_length=1000)
+
+
+class RouteRequest(BaseModel):
+    """A dry run: the same body as a chat completion (or just a prompt), answered with the pick."""
+
+    model_config = ConfigDict(extra="allow")
+
+    task_id: str | None = Field(None, description="Else metadata.task_id, else the X-Task-ID header.")
+    metadata: Metadata | None = None
+    prompt: str | None = None
+    messages: list[Message] | None = None

@@ -1,0 +1,103 @@
+"""The application factory: wires config, router, decision store, forwarder, metrics and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+
+from router_core import artifact
+
+from . import errors, metrics
+from .body_limit import BodyLimit
+from .config import ConfigError, GatewayConfig, load_config
+from .decisions import DecisionStore
+from .forward import Forwarder
+from .redis_embedded import EmbeddedRedis
+from .routing import TaskRouter
+from .runtime import Runtime, config_costs
+
+log = logging.getLogger("gateway")
+CONFIG_ENV = "LLM_ROUTER_CONFIG"
+REDIS_URL_ENV = "LLM_ROUTER_REDIS_URL"  # set by `serve` for its workers when it started embedded Redis
+
+
+def check_models(config: GatewayConfig) -> list[str]:
+    """The artifact's models, after checking that ``model_list`` can serve every one."""
+    try:
+        manifest = artifact.read_manifest(config.router.artifact)
+    except artifact.ArtifactError as exc:
+        raise ConfigError(f"router.artifact: {exc}") from None
+    models = list(manifest["models"])
+    missing = config.missing_models(models)
+    if missing:
+        raise ConfigError("model_list: the router artifact can pick models that are not configured: "
+                          + ", ".join(missing))
+    return models
+
+
+def create_app(config: GatewayConfig, redis_url: str | None = None, encoder=None) -> FastAPI:
+    """A gateway app for ``config``; the router, encoder and Redis are set up in its lifespan.
+
+    ``redis_url`` overrides ``config.redis.url``; with neither, the app starts an embedded
+    redis-server under ``config.redis.state_dir`` and stops it on shutdown.
+    """
+    check_models(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedded = None
+        url = redis_url or config.redis.url or os.environ.get(REDIS_URL_ENV)
+        if url is None:
+            embedded = await asyncio.to_thread(EmbeddedRedis(config.redis.state_dir).start)
+            url = embedded.url
+        router = await asyncio.to_thread(artifact.load, config.router.artifact)
+        enc = encoder
+        if enc is None:
+            from router_core.embed import get_encoder
+
+            enc = await asyncio.to_thread(get_encoder)
+            await asyncio.to_thread(enc.encode, ["warm-up"])
+        settings = config.router
+        store = DecisionStore.from_url(url, config.redis, router.version, router.models,
+                                       settings.decision_ttl_s, settings.max_labelled_samples)
+        routing = TaskRouter(router, enc, store, settings, config_costs(config, router.models))
+        app.state.runtime = Runtime(config, router, store, routing, Forwarder(config))
+        metrics.ROUTER_INFO.labels(router.version, str(len(router.models))).set(1)
+        if not await store.ping():
+            log.warning("redis at %s is not reachable at start-up; failing open", url.split("@")[-1])
+        log.info("gateway ready: artifact %s, %d models, aliases %s", router.version, len(router.models),
+                 ", ".join(settings.aliases))
+        try:
+            yield
+        finally:
+            await store.close()
+            if embedded is not None:
+                embedded.stop()
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())
+
+    from .api import health, openai, router_api
+
+    app = FastAPI(title="llm-router gateway", version="0.1.0", lifespan=lifespan,
+                  description="An OpenAI-compatible gateway that routes each task to the model most likely "
+                              "to answer it correctly, keeps the decision per task in Redis and forwards "
+                              "through litellm.")
+    app.state.api_keys = [k.encode() for k in config.auth.api_keys]
+    errors.install(app)
+    app.include_router(openai.router)
+    app.include_router(router_api.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for ``serve --workers N``: the config path comes from ``LLM_ROUTER_CONFIG``."""
+    return create_app(load_config(os.environ[CONFIG_ENV]))

@@ -1,0 +1,188 @@
+"""The gateway's YAML configuration: one pydantic schema, validated once at start-up.
+
+The layout follows LiteLLM Proxy's ``model_list`` so existing configs carry over, plus the
+sections this gateway adds (``router``, ``redis``, ``auth``, ``limits``). Values written as
+``os.environ/NAME`` are read from the environment when the config is validated; a missing
+variable fails validation with the field's path, like any other bad field.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "os.environ/"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the field."""
+
+
+def resolve_env(value: Any) -> Any:
+    """``os.environ/NAME`` -> the variable's value (ValueError when unset)."""
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX):]
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LitellmParams(BaseModel):
+    """Passed to litellm as is (``model``, ``api_base``, ``api_key``, ...); unknown keys allowed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    timeout: float | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: resolve_env(v) for k, v in data.items()}
+        return data
+
+    def call_kwargs(self) -> dict[str, Any]:
+        """Everything litellm gets besides ``model`` and the per-request fields."""
+        out = self.model_dump(exclude_none=True, exclude={"model", "timeout"})
+        return out
+
+
+class ModelInfo(BaseModel):
+    """Prices, for the ``x-router-cost-usd`` header and the cost metric."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input_cost_per_token: float = Field(0.0, ge=0)
+    output_cost_per_token: float = Field(0.0, ge=0)
+    cost_per_request: float | None = Field(None, ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return ((self.cost_per_request or 0.0) + prompt_tokens * self.input_cost_per_token
+                + completion_tokens * self.output_cost_per_token)
+
+
+class ModelEntry(_Strict):
+    model_name: str = Field(min_length=1)
+    litellm_params: LitellmParams
+    model_info: ModelInfo = Field(default_factory=ModelInfo)
+
+
+class RouterSettings(_Strict):
+    artifact: Path
+    aliases: list[str] = Field(default_factory=lambda: ["router"], min_length=1)
+    min_samples: int = Field(10, ge=1, description="Prompts a task needs before its decision is final.")
+    max_labelled_samples: int = Field(200, ge=0, description="Cap on labelled samples kept per task.")
+    decision_ttl_s: int = Field(7 * 24 * 3600, ge=1)
+    epsilon: float | None = Field(None, ge=0)
+    lam: float | None = Field(None, ge=0, alias="lambda")
+    prompt_field: Literal["last_user", "user", "all"] = "last_user"
+    no_task: Literal["instance", "bma"] = Field(
+        "instance", description="Requests without a task ID: per-prompt argmax, or the best model on average.")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RedisSettings(_Strict):
+    url: str | None = Field(None, description="redis:// or unix:// URL; unset = embedded redis-server.")
+    state_dir: Path = Path(".state/redis")
+    key_prefix: str = Field("llmr", pattern=r"^[A-Za-z0-9_.:-]+$")
+    socket_timeout_s: float = Field(0.5, gt=0)
+    retry_after_s: float = Field(1.0, gt=0, description="While failing open, how often to try Redis again.")
+    local_cache_size: int = Field(10_000, ge=1, description="In-process LRU of decisions (fail-open).")
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> Any:
+        return resolve_env(v)
+
+
+class AuthSettings(_Strict):
+    api_keys: list[str] = Field(default_factory=list, description="Accepted bearer keys; empty = no auth.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> Any:
+        return [resolve_env(x) for x in v] if isinstance(v, list) else v
+
+
+class Limits(_Strict):
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0, description="Longest wait for the next byte/chunk.")
+    total_timeout_s: float = Field(300.0, gt=0)
+    retries: int = Field(1, ge=0, description="Extra attempts per model on connection errors and 5xx.")
+    max_fallbacks: int = Field(2, ge=0, description="Further models tried, in router-score order.")
+
+
+class GatewayConfig(_Strict):
+    model_list: list[ModelEntry] = Field(min_length=1)
+    router: RouterSettings
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: Limits = Field(default_factory=Limits)
+
+    @model_validator(mode="after")
+    def _names(self) -> "GatewayConfig":
+        names = [m.model_name for m in self.model_list]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"model_list: duplicate model_name {', '.join(dup)}")
+        clash = sorted(set(self.router.aliases) & set(names))
+        if clash:
+            raise ValueError(f"router.aliases: {', '.join(clash)} also named in model_list")
+        return self
+
+    def model(self, name: str) -> ModelEntry | None:
+        return self.models_by_name.get(name)
+
+    @cached_property
+    def models_by_name(self) -> dict[str, ModelEntry]:
+        return {m.model_name: m for m in self.model_list}
+
+    def missing_models(self, router_models: list[str]) -> list[str]:
+        """Models the router may pick that ``model_list`` cannot serve."""
+        return [m for m in router_models if m not in self.models_by_name]
+
+
+def _format(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a YAML config; relative artifact/state paths resolve against its folder."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        cfg = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: invalid config\n{_format(exc)}") from None
+    base = path.resolve().parent
+    if not cfg.router.artifact.is_absolute():
+        cfg.router.artifact = base / cfg.router.artifact
+    if not cfg.redis.state_dir.is_absolute():
+        cfg.redis.state_dir = base / cfg.redis.state_dir
+    return cfg

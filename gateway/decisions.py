@@ -1,0 +1,255 @@
+"""Task decisions and running aggregates in Redis, shared by every gateway process.
+
+Keys (one task's keys share a hash tag, so they live in one Redis Cluster slot)::
+
+    <prefix>:{<task>}:<artifact version>:agg     hash: n, u, g:<i>, b:<i>   (TTL)
+    <prefix>:{<task>}:<artifact version>:final   JSON decision               (TTL)
+    <prefix>:{<task>}:samples                    list of labelled samples    (TTL)
+
+Folding a prompt is one Lua script (atomic): it returns the final decision if one exists,
+else adds the prompt's g row, thresholded row and u to the hash and returns the new sums. The
+first process to write ``final`` wins (``SET NX``); the others read the winner back. A new
+artifact version means new keys, so older decisions are never used.
+
+If Redis fails, the store raises :class:`StoreUnavailable`, counts the failure, flips the
+fail-open gauge, and does not touch Redis again for ``retry_after_s``; decisions seen before stay
+available from an in-process LRU. The next successful call clears the state (reconnect is the
+client's connection pool making a fresh connection).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from router_core.decision import Decision
+from router_core.router import LabelledSamples
+from router_core.state import TaskAggregates
+
+from . import metrics
+from .config import RedisSettings
+
+log = logging.getLogger("gateway.decisions")
+T = TypeVar("T")
+
+FOLD = """
+local final = redis.call('GET', KEYS[2])
+if final then return {'final', final} end
+local m = tonumber(ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'n', ARGV[2])
+redis.call('HINCRBYFLOAT', KEYS[1], 'u', ARGV[3])
+for i = 1, m do
+  redis.call('HINCRBYFLOAT', KEYS[1], 'g:' .. (i - 1), ARGV[4 + i])
+  if ARGV[4 + m + i] ~= '0' then
+    redis.call('HINCRBY', KEYS[1], 'b:' .. (i - 1), ARGV[4 + m + i])
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return {'agg', redis.call('HGETALL', KEYS[1])}
+"""
+
+
+class StoreUnavailable(Exception):
+    """Redis cannot be used right now; callers route without shared state."""
+
+
+@dataclass
+class FoldResult:
+    aggregates: TaskAggregates | None  # the sums after this fold (None if a final decision exists)
+    final: Decision | None
+
+
+def aggregates_from_hash(fields: dict[str, str], n_models: int) -> TaskAggregates:
+    g = np.array([float(fields.get(f"g:{i}", 0.0)) for i in range(n_models)])
+    b = np.array([float(fields.get(f"b:{i}", 0.0)) for i in range(n_models)])
+    return TaskAggregates(int(fields.get("n", 0)), g, b, float(fields.get("u", 0.0)))
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def encode_sample(vector: np.ndarray, labels: dict[str, float]) -> str:
+    return json.dumps({"v": base64.b64encode(np.asarray(vector, dtype=np.float32).tobytes()).decode(),
+                       "labels": labels})
+
+
+def decode_samples(raw: list[Any], models: list[str]) -> LabelledSamples | None:
+    if not raw:
+        return None
+    col = {m: j for j, m in enumerate(models)}
+    vecs, labs = [], []
+    for item in raw:
+        rec = json.loads(item)
+        vecs.append(np.frombuffer(base64.b64decode(rec["v"]), dtype=np.float32))
+        row = np.full(len(models), np.nan, dtype=np.float32)
+        for m, v in rec["labels"].items():
+            if m in col:
+                row[col[m]] = v
+        labs.append(row)
+    return LabelledSamples(np.vstack(vecs), np.vstack(labs))
+
+
+class DecisionStore:
+    """Per-task state in Redis for one router artifact (``version``) and its ``models``."""
+
+    def __init__(self, client: aioredis.Redis, settings: RedisSettings, version: str, models: list[str],
+                 ttl_s: int, max_samples: int = 200) -> None:
+        self.client = client
+        self.max_samples = max_samples
+        self.settings = settings
+        self.version = version
+        self.models = list(models)
+        self.ttl_s = ttl_s
+        self._fold = client.register_script(FOLD)
+        self._lru: OrderedDict[str, Decision] = OrderedDict()
+        self._down_until = 0.0
+        self.fail_open = False
+        self.last_error: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, settings: RedisSettings, version: str, models: list[str], ttl_s: int,
+                 max_samples: int = 200) -> "DecisionStore":
+        client = aioredis.Redis.from_url(url, socket_timeout=settings.socket_timeout_s,
+                                         socket_connect_timeout=settings.socket_timeout_s,
+                                         decode_responses=True, health_check_interval=30)
+        return cls(client, settings, version, models, ttl_s, max_samples)
+
+    # -- keys -----------------------------------------------------------------------------
+    def key(self, task: str, name: str) -> str:
+        if name == "samples":
+            return f"{self.settings.key_prefix}:{{{task}}}:samples"
+        return f"{self.settings.key_prefix}:{{{task}}}:{self.version}:{name}"
+
+    # -- failure handling -----------------------------------------------------------------
+    async def _call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
+        if self.fail_open and time.monotonic() < self._down_until:
+            raise StoreUnavailable(self.last_error or "redis unavailable")
+        try:
+            result = await fn()
+        except (RedisError, OSError) as exc:
+            metrics.REDIS_ERRORS.labels(operation).inc()
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._down_until = time.monotonic() + self.settings.retry_after_s
+            if not self.fail_open:
+                log.warning("redis unavailable (%s); failing open: per-instance routing and "
+                            "in-process decisions until it is back", self.last_error)
+                self.fail_open = True
+                metrics.REDIS_FAIL_OPEN.set(1)
+            raise StoreUnavailable(self.last_error) from exc
+        if self.fail_open:
+            log.warning("redis reachable again; shared decisions resumed")
+            self.fail_open = False
+            self.last_error = None
+            metrics.REDIS_FAIL_OPEN.set(0)
+        return result
+
+    def remember(self, task: str, decision: Decision) -> None:
+        self._lru[task] = decision
+        self._lru.move_to_end(task)
+        while len(self._lru) > self.settings.local_cache_size:
+            self._lru.popitem(last=False)
+
+    def local_final(self, task: str) -> Decision | None:
+        return self._lru.get(task)
+
+    def _decode_final(self, task: str, raw: str | None) -> Decision | None:
+        if raw is None:
+            return None
+        rec = json.loads(raw)
+        if rec.get("version") != self.version:
+            return None
+        decision = Decision.from_dict(rec["decision"])
+        self.remember(task, decision)
+        return decision
+
+    # -- operations -----------------------------------------------------------------------
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._call("ping", self.client.ping))
+        except StoreUnavailable:
+            return False
+
+    async def final(self, task: str) -> Decision | None:
+        raw = await self._call("get_final", lambda: self.client.get(self.key(task, "final")))
+        return self._decode_final(task, raw)
+
+    async def peek(self, task: str) -> tuple[Decision | None, TaskAggregates, LabelledSamples | None]:
+        """The final decision (if any), the current sums and the labelled samples: one round trip."""
+        async def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(self.key(task, "final"))
+            pipe.hgetall(self.key(task, "agg"))
+            pipe.lrange(self.key(task, "samples"), 0, -1)
+            return await pipe.execute()
+
+        raw_final, fields, samples = await self._call("peek", run)
+        return (self._decode_final(task, raw_final), aggregates_from_hash(fields, len(self.models)),
+                decode_samples(samples, self.models))
+
+    async def labelled(self, task: str) -> LabelledSamples | None:
+        raw = await self._call("samples", lambda: self.client.lrange(self.key(task, "samples"), 0, -1))
+        return decode_samples(raw, self.models)
+
+    async def fold(self, task: str, delta: TaskAggregates) -> FoldResult:
+        """Add ``delta`` (one prompt or a batch) to the task's sums, unless a decision is final."""
+        args = [self.ttl_s, delta.n, repr(float(delta.sum_u)), len(self.models),
+                *[repr(float(x)) for x in delta.sum_g], *[str(int(x)) for x in delta.sum_gbar]]
+        kind, payload = await self._call(
+            "fold", lambda: self._fold(keys=[self.key(task, "agg"), self.key(task, "final")], args=args))
+        if _s(kind) == "final":
+            return FoldResult(None, self._decode_final(task, _s(payload)))
+        return FoldResult(aggregates_from_hash(_pairs(payload), len(self.models)), None)
+
+    async def set_final(self, task: str, decision: Decision) -> tuple[Decision, bool]:
+        """Store ``decision`` as final unless another process did first; returns (winner, ours)."""
+        raw = json.dumps({"version": self.version, "decision": decision.to_dict(), "at": time.time()})
+        key = self.key(task, "final")
+
+        async def run() -> tuple[bool, str | None]:
+            if await self.client.set(key, raw, nx=True, ex=self.ttl_s):
+                return True, None
+            return False, await self.client.get(key)
+
+        ours, existing = await self._call("set_final", run)
+        if ours:
+            self.remember(task, decision)
+            return decision, True
+        winner = self._decode_final(task, existing)
+        return (winner or decision), winner is None
+
+    async def add_samples(self, task: str, vectors: np.ndarray, labels: list[dict[str, float]]) -> int:
+        """Append labelled samples (capped, newest kept); returns how many the task has."""
+        cap = max(1, self.max_samples)
+        key = self.key(task, "samples")
+
+        async def run() -> int:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.rpush(key, *[encode_sample(v, lab) for v, lab in zip(vectors, labels)])
+            pipe.ltrim(key, -cap, -1)
+            pipe.expire(key, self.ttl_s)
+            pipe.llen(key)
+            return int((await pipe.execute())[-1])
+
+        return await self._call("add_samples", run)
+
+    async def reset(self, task: str) -> int:
+        self._lru.pop(task, None)
+        keys = [self.key(task, n) for n in ("agg", "final", "samples")]
+        return int(await self._call("reset", lambda: self.client.delete(*keys)))
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,183 @@
+"""Forwarding through litellm: retries, fallback order, timeouts, streaming relay.
+
+``order`` is the router's ranking: the first model is tried ``1 + retries`` times on connection
+errors, timeouts and 5xx, then the next models (at most ``max_fallbacks``). An upstream 4xx other
+than 408/429 is the caller's problem and is returned at once. For streams a model counts as
+answering once its first chunk arrived; after that nothing is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch at import
+import httpx  # noqa: E402
+import litellm  # noqa: E402
+
+from . import metrics  # noqa: E402
+from .config import GatewayConfig, ModelEntry  # noqa: E402
+from .errors import GatewayError  # noqa: E402
+
+litellm.telemetry = False
+litellm.drop_params = True
+litellm.suppress_debug_info = True
+log = logging.getLogger("gateway.forward")
+
+# request fields the gateway consumes itself; everything else goes upstream as given
+OWN_FIELDS = {"model", "messages", "prompt", "stream", "metadata", "input"}
+
+
+@dataclass
+class Failure:
+    model: str
+    kind: str  # one of metrics.UPSTREAM_ERROR_KINDS
+    status: int  # what the caller gets if this is the last failure
+    retry: bool  # worth another attempt (same model or next)
+    message: str
+
+
+def classify(model: str, exc: BaseException) -> Failure:
+    """One mapping from an upstream exception to its kind, the caller's status and retryability."""
+    if isinstance(exc, (asyncio.TimeoutError, litellm.Timeout, httpx.TimeoutException)):
+        return Failure(model, "timeout", 504, True, f"{model}: upstream timed out")
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, litellm.RateLimitError) or status == 429:
+        return Failure(model, "rate_limit", 502, True, f"{model}: upstream rate limit")
+    if isinstance(exc, (litellm.APIConnectionError, httpx.TransportError)) and status in (None, 500):
+        return Failure(model, "connection", 502, True, f"{model}: cannot reach upstream")
+    if isinstance(status, int) and status >= 500:
+        return Failure(model, "status_5xx", 502, True, f"{model}: upstream returned {status}")
+    if isinstance(status, int) and 400 <= status < 500 and status != 408:
+        msg = str(getattr(exc, "message", exc)).replace("litellm.", "")
+        return Failure(model, "status_4xx", status if status != 401 else 502, False, f"{model}: {msg}")
+    return Failure(model, "other", 502, True, f"{model}: {type(exc).__name__}")
+
+
+@dataclass
+class Outcome:
+    """What one forwarded request produced."""
+
+    served: str
+    response: Any = None  # litellm response (non-streaming)
+    first: Any = None  # first chunk (streaming)
+    stream: Any = None  # the rest of the chunks (streaming)
+    failures: list[Failure] = field(default_factory=list)
+    upstream_s: float = 0.0
+
+
+class Forwarder:
+    def __init__(self, config: GatewayConfig) -> None:
+        lim = config.limits
+        self.limits = lim
+        self.entries = config.models_by_name
+        self._kwargs: dict[str, dict[str, Any]] = {}
+        for name, entry in self.entries.items():
+            read = entry.litellm_params.timeout or lim.read_timeout_s
+            self._kwargs[name] = {"model": entry.litellm_params.model, "max_retries": 0,
+                                  "timeout": httpx.Timeout(read, connect=lim.connect_timeout_s),
+                                  **entry.litellm_params.call_kwargs()}
+
+    def entry(self, name: str) -> ModelEntry:
+        return self.entries[name]
+
+    def _attempts(self, order: list[str]) -> list[str]:
+        models = [m for m in order if m in self._kwargs][: 1 + self.limits.max_fallbacks]
+        return [m for m in models for _ in range(1 + self.limits.retries)]
+
+    @staticmethod
+    def _params(body: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in body.items() if k not in OWN_FIELDS and v is not None}
+
+    async def _call(self, kind: str, model: str, body: dict[str, Any], stream: bool) -> Any:
+        kwargs = {**self._kwargs[model], **self._params(body)}
+        if kind == "chat":
+            return await litellm.acompletion(messages=body["messages"], stream=stream, **kwargs)
+        if kind == "text":
+            return await litellm.atext_completion(prompt=body["prompt"], stream=stream, **kwargs)
+        return await litellm.aembedding(input=body["input"], **kwargs)
+
+    def _fail(self, failures: list[Failure], exc: BaseException, model: str) -> Failure:
+        failure = classify(model, exc)
+        failures.append(failure)
+        metrics.UPSTREAM_ERRORS.labels(model, failure.kind).inc()
+        log.info("upstream attempt failed: %s (%s)", failure.message, failure.kind)
+        return failure
+
+    def _give_up(self, failures: list[Failure]) -> GatewayError:
+        last = failures[-1] if failures else Failure("", "other", 502, False, "no configured model to try")
+        tried = ", ".join(dict.fromkeys(f.model for f in failures))
+        msg = last.message if len(failures) <= 1 else f"all upstream attempts failed ({tried}); last: {last.message}"
+        code = {"timeout": "upstream_timeout", "status_4xx": "upstream_rejected"}.get(last.kind, "upstream_error")
+        return GatewayError(last.status, msg, code=code,
+                            headers={"x-router-attempted": tried} if tried else None)
+
+    async def complete(self, kind: str, body: dict[str, Any], order: list[str]) -> Outcome:
+        """Non-streaming call with retries and fallbacks; raises GatewayError when all fail."""
+        failures: list[Failure] = []
+        start = time.perf_counter()
+        for model in self._attempts(order):
+            try:
+                async with asyncio.timeout(self.limits.total_timeout_s):
+                    response = await self._call(kind, model, body, stream=False)
+                return Outcome(model, response=response, failures=failures, upstream_s=time.perf_counter() - start)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every upstream failure is classified, none escapes as a 500
+                if not self._fail(failures, exc, model).retry:
+                    break
+        raise self._give_up(failures)
+
+    async def open_stream(self, kind: str, body: dict[str, Any], order: list[str]) -> Outcome:
+        """Start a stream; fallbacks apply until a model's first chunk has arrived."""
+        failures: list[Failure] = []
+        start = time.perf_counter()
+        for model in self._attempts(order):
+            stream = None
+            try:
+                async with asyncio.timeout(self.limits.connect_timeout_s + self.limits.read_timeout_s):
+                    stream = await self._call(kind, model, body, stream=True)
+                    iterator = stream.__aiter__()
+                    first = await iterator.__anext__()
+                return Outcome(model, first=first, stream=iterator, failures=failures,
+                               upstream_s=time.perf_counter() - start)
+            except asyncio.CancelledError:
+                raise
+            except StopAsyncIteration:
+                return Outcome(model, first=None, stream=None, failures=failures,
+                               upstream_s=time.perf_counter() - start)
+            except Exception as exc:
+                await close_stream(stream)
+                if not self._fail(failures, exc, model).retry:
+                    break
+        raise self._give_up(failures)
+
+    async def relay(self, iterator: Any) -> AsyncIterator[Any]:
+        """The rest of a stream, each chunk within the read timeout."""
+        while True:
+            try:
+                async with asyncio.timeout(self.limits.read_timeout_s):
+                    chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            yield chunk
+
+
+async def close_stream(stream: Any) -> None:
+    """Close an upstream stream (client gone, or failed): stops the upstream call."""
+    if stream is None:
+        return
+    for name in ("aclose", "close"):
+        fn = getattr(stream, name, None)
+        if fn is not None:
+            try:
+                result = fn()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # closing is best effort
+                pass
+            return

@@ -1,0 +1,154 @@
+"""One proxied request, end to end: resolve the model, route, forward, explain, measure.
+
+Handlers in :mod:`gateway.api.openai` parse and validate; this module sequences the steps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from . import explain, metrics
+from .errors import GatewayError
+from .forward import Outcome, close_stream
+from .routing import Choice, check_task_id
+from .runtime import Runtime
+
+NONE = "none"  # served_model label when nothing answered
+
+
+def task_id_of(request: Request, metadata: Any) -> str | None:
+    """``X-Task-ID`` header, else ``metadata.task_id`` in the body."""
+    task_id = request.headers.get("x-task-id")
+    if not task_id and metadata is not None:
+        task_id = getattr(metadata, "task_id", None)
+    return check_task_id(task_id)
+
+
+async def resolve(rt: Runtime, model: str, task_id: str | None, text: str) -> Choice:
+    """An alias routes; a configured model passes through; anything else is a 404."""
+    if model in rt.config.models_by_name:
+        return rt.routing.explicit(model)
+    if model in rt.aliases:
+        return await rt.routing.choose(task_id, text)
+    raise GatewayError(404, f"model '{model}' is not configured; use an alias ({', '.join(rt.aliases)}) "
+                       "or one of GET /v1/models", param="model", code="model_not_found")
+
+
+class Measure:
+    """Timing and metric bookkeeping for one request."""
+
+    def __init__(self, rt: Runtime, requested: str) -> None:
+        self.start = time.perf_counter()
+        self.requested = metrics.requested_label(requested, rt.known_names)
+        metrics.IN_FLIGHT.inc()
+        self.done = False
+
+    def finish(self, status: int, choice: Choice | None, outcome: Outcome | None,
+               usage: dict[str, int] | None, cost: float | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        metrics.IN_FLIGHT.dec()
+        total = time.perf_counter() - self.start
+        served = outcome.served if outcome is not None else NONE
+        decision = choice.source if choice is not None else NONE
+        metrics.REQUESTS.labels(self.requested, served, decision, metrics.status_class(status)).inc()
+        metrics.REQUEST_DURATION.labels(served).observe(total)
+        if choice is not None:
+            metrics.DECISIONS.labels(choice.source).inc()
+        if outcome is None:
+            return
+        metrics.UPSTREAM_DURATION.labels(served).observe(outcome.upstream_s)
+        metrics.OVERHEAD.observe(max(0.0, total - outcome.upstream_s))
+        if outcome.failures and served != outcome.failures[0].model:
+            metrics.FALLBACKS.labels(outcome.failures[0].model, served).inc()
+        if usage:
+            metrics.TOKENS.labels(served, "input").inc(usage.get("prompt_tokens") or 0)
+            metrics.TOKENS.labels(served, "output").inc(usage.get("completion_tokens") or 0)
+        if cost:
+            metrics.COST.labels(served).inc(cost)
+
+
+def _usage(obj: dict[str, Any]) -> dict[str, int] | None:
+    usage = obj.get("usage")
+    return usage if isinstance(usage, dict) else None
+
+
+def _cost(rt: Runtime, served: str, usage: dict[str, int] | None) -> float:
+    usage = usage or {}
+    return rt.cost(served, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+
+async def handle(rt: Runtime, request: Request, kind: str, model: str, metadata: Any, text: str,
+                 body: dict[str, Any], stream: bool) -> Response:
+    """Serve one chat or text completion (``kind``) and return the response to send."""
+    measure = Measure(rt, model)
+    choice: Choice | None = None
+    try:
+        task_id = task_id_of(request, metadata)
+        choice = await resolve(rt, model, task_id, text)
+        if stream:
+            outcome = await rt.forwarder.open_stream(kind, body, choice.order)
+            return _stream_response(rt, choice, outcome, measure)
+        outcome = await rt.forwarder.complete(kind, body, choice.order)
+    except GatewayError as exc:
+        measure.finish(exc.status, choice, None, None, None)
+        raise
+    except BaseException:
+        measure.finish(500, choice, None, None, None)
+        raise
+    data = outcome.response.model_dump()
+    data["model"] = outcome.served
+    data["router"] = explain.router_object(choice, rt.router.version, outcome)
+    usage = _usage(data)
+    cost = _cost(rt, outcome.served, usage)
+    headers = explain.headers(choice, rt.router.version, outcome.served, cost, outcome)
+    measure.finish(200, choice, outcome, usage, cost)
+    return Response(json.dumps(data), media_type="application/json", headers=headers)
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def _stream_response(rt: Runtime, choice: Choice, outcome: Outcome, measure: Measure) -> StreamingResponse:
+    """Relay chunks as they arrive; the first carries the ``router`` object; ends with [DONE]."""
+    served = outcome.served
+    ttft_start = measure.start
+
+    async def body() -> AsyncIterator[bytes]:
+        usage: dict[str, int] | None = None
+        status = 200
+        try:
+            if outcome.first is not None:
+                first = outcome.first.model_dump(exclude_none=True)
+                first["model"] = served
+                first["router"] = explain.router_object(choice, rt.router.version, outcome)
+                metrics.TIME_TO_FIRST_TOKEN.labels(served).observe(time.perf_counter() - ttft_start)
+                yield _sse(first)
+                async for chunk in rt.forwarder.relay(outcome.stream):
+                    data = chunk.model_dump(exclude_none=True)
+                    data["model"] = served
+                    usage = _usage(data) or usage
+                    yield _sse(data)
+        except GatewayError as exc:  # nothing can be retried once bytes went out: say so in-band
+            status = exc.status
+            yield _sse(exc.body())
+        except Exception as exc:
+            status = 502
+            yield _sse(GatewayError(502, f"{served}: upstream stream failed ({type(exc).__name__})",
+                                    code="upstream_error").body())
+        finally:
+            await close_stream(outcome.stream)
+            measure.finish(status, choice, outcome, usage, _cost(rt, served, usage) if usage else None)
+        yield b"data: [DONE]\n\n"
+
+    headers = explain.headers(choice, rt.router.version, served, None, outcome)
+    headers["cache-control"] = "no-cache"
+    headers["x-accel-buffering"] = "no"
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,154 @@
+"""Which model serves a request: explicit names pass through, aliases ask router_core.
+
+The path for an alias with a task ID: a cached final decision is used as is (no embedding);
+otherwise the prompt is embedded, folded into the task's shared sums, and router_core decides;
+at ``min_samples`` prompts the decision becomes final (first writer wins). Without a task ID, or
+while Redis is down and no decision is known locally, the prompt is routed on its own.
+All scoring is router_core's; this module only sequences the calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from router_core.decision import Decision
+from router_core.router import LabelledSamples, Router
+from router_core.state import TaskAggregates
+
+from . import metrics
+from .config import RouterSettings
+from .decisions import DecisionStore, StoreUnavailable
+from .errors import bad_request
+
+TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,199}$")
+
+
+def check_task_id(task_id: str | None) -> str | None:
+    """A task ID usable as a Redis hash tag (no braces, bounded), or a 400."""
+    if task_id is None or task_id == "":
+        return None
+    if not isinstance(task_id, str) or not TASK_ID.match(task_id):
+        raise bad_request("task ID must be 1-200 characters of letters, digits and . _ : / @ + = - "
+                          "(starting with a letter or digit)", param="task_id", code="invalid_task_id")
+    return task_id
+
+
+@dataclass
+class Choice:
+    """A routing outcome: the decision, where it came from, and the task it belongs to."""
+
+    decision: Decision
+    source: str  # cached | final | provisional | instance | explicit
+    task_id: str | None
+
+    @property
+    def order(self) -> list[str]:
+        """Models to try, first choice first."""
+        return list(self.decision.ranking) or [self.decision.model]
+
+
+class TaskRouter:
+    """router_core's Router + the encoder + the shared decision store."""
+
+    def __init__(self, router: Router, encoder, store: DecisionStore, settings: RouterSettings,
+                 costs: np.ndarray | None = None) -> None:
+        self.router = router
+        self.encoder = encoder
+        self.store = store
+        self.settings = settings
+        self.costs = costs
+        self.knobs = {"epsilon": settings.epsilon, "lam": settings.lam, "costs": costs}
+
+    def explicit(self, model: str) -> Choice:
+        return Choice(Decision(model=model, method="explicit", models=[model], ranking=[model]), "explicit", None)
+
+    def _predict(self, text: str, labelled: LabelledSamples | None) -> tuple[np.ndarray, np.ndarray]:
+        vec = self.encoder.encode([text])
+        return self.router.predict(vec, labelled)
+
+    async def predict(self, text: str, labelled: LabelledSamples | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(g, u) for one prompt; embedding runs in a thread so the event loop keeps serving."""
+        return await asyncio.to_thread(self._predict, text, labelled)
+
+    def instance(self, g: np.ndarray, task_id: str | None) -> Choice:
+        """A prompt routed on its own: per-prompt argmax, or the best model on average if configured."""
+        if self.settings.no_task == "bma" and task_id is None:
+            r = self.router
+            others = [r.models[i] for i in np.argsort(-np.nan_to_num(r.train_mean), kind="stable") if i != r.bma]
+            return Choice(Decision(model=r.bma_model, method="BMA", models=r.models,
+                                   ranking=[r.bma_model, *others]), "instance", None)
+        return Choice(self.router.decide_instance(g[0], **self.knobs), "instance", task_id)
+
+    async def choose(self, task_id: str | None, text: str) -> Choice:
+        """Route one prompt, updating the task's shared state."""
+        if task_id is None:
+            g, _ = await self.predict(text)
+            return self.instance(g, None)
+        try:
+            final = await self.store.final(task_id)
+            metrics.DECISION_CACHE.labels("hit" if final else "miss").inc()
+            if final is not None:
+                return Choice(final, "cached", task_id)
+            labelled = await self.store.labelled(task_id)
+            g, u = await self.predict(text, labelled)
+            folded = await self.store.fold(task_id, TaskAggregates.from_rows(g, u))
+            if folded.final is not None:  # another process finalised it meanwhile
+                return Choice(folded.final, "cached", task_id)
+            return await self._decide(task_id, folded.aggregates, commit=True)
+        except StoreUnavailable:
+            local = self.store.local_final(task_id)
+            if local is not None:
+                return Choice(local, "cached", task_id)
+            g, _ = await self.predict(text)
+            return self.instance(g, task_id)
+
+    async def _decide(self, task_id: str, agg: TaskAggregates, commit: bool) -> Choice:
+        decision = self.router.decide(agg, **self.knobs)
+        if agg.n < self.settings.min_samples:
+            return Choice(decision, "provisional", task_id)
+        if not commit:
+            return Choice(decision, "final", task_id)
+        winner, ours = await self.store.set_final(task_id, decision)
+        return Choice(winner, "final" if ours else "cached", task_id)
+
+    async def dry_run(self, task_id: str | None, text: str) -> Choice:
+        """What :meth:`choose` would pick for this prompt now, without changing any state."""
+        if task_id is None:
+            g, _ = await self.predict(text)
+            return self.instance(g, None)
+        try:
+            final, agg, labelled = await self.store.peek(task_id)
+        except StoreUnavailable:
+            local = self.store.local_final(task_id)
+            if local is not None:
+                return Choice(local, "cached", task_id)
+            g, _ = await self.predict(text)
+            return self.instance(g, task_id)
+        if final is not None:
+            return Choice(final, "cached", task_id)
+        g, u = await self.predict(text, labelled)
+        return await self._decide(task_id, agg.merge(TaskAggregates.from_rows(g, u)), commit=False)
+
+    async def add_samples(self, task_id: str, texts: list[str], labels: list[dict[str, float] | None]
+                          ) -> tuple[Choice | None, int, int]:
+        """Fold example prompts into the task; the labelled ones also join its pool.
+
+        Returns (the task's decision after folding, prompts folded, labelled samples kept).
+        """
+        vecs = await asyncio.to_thread(self.encoder.encode, texts)
+        labelled_idx = [i for i, lab in enumerate(labels) if lab]
+        kept = 0
+        if labelled_idx:
+            kept = await self.store.add_samples(task_id, vecs[labelled_idx],
+                                                [labels[i] for i in labelled_idx])  # type: ignore[misc]
+        pool = await self.store.labelled(task_id)
+        g, u = await asyncio.to_thread(self.router.predict, vecs, pool)
+        folded = await self.store.fold(task_id, TaskAggregates.from_rows(g, u))
+        if folded.final is not None:
+            return Choice(folded.final, "cached", task_id), len(texts), kept
+        choice = await self._decide(task_id, folded.aggregates, commit=True)
+        return choice, len(texts), kept

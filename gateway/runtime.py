@@ -1,0 +1,46 @@
+"""Everything a request handler needs, built once per process at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from starlette.requests import Request
+
+from router_core.router import Router
+
+from .config import GatewayConfig
+from .decisions import DecisionStore
+from .forward import Forwarder
+from .routing import TaskRouter
+
+
+@dataclass
+class Runtime:
+    config: GatewayConfig
+    router: Router
+    store: DecisionStore
+    routing: TaskRouter
+    forwarder: Forwarder
+
+    @property
+    def aliases(self) -> list[str]:
+        return self.config.router.aliases
+
+    @property
+    def known_names(self) -> list[str]:
+        """Every name a request may use as ``model`` (a bounded metrics label set)."""
+        return [*self.aliases, *self.config.models_by_name]
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        return self.config.models_by_name[model].model_info.cost(prompt_tokens, completion_tokens)
+
+
+def config_costs(config: GatewayConfig, models: list[str]) -> np.ndarray | None:
+    """Per-request prices from ``model_info.cost_per_request`` when every routed model has one."""
+    prices = [config.models_by_name[m].model_info.cost_per_request for m in models]
+    return None if any(p is None for p in prices) else np.asarray(prices, dtype=np.float64)
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime

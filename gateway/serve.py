@@ -1,0 +1,52 @@
+"""``llm-router serve``: validate the config, start embedded Redis if needed, run uvicorn.
+
+With ``--workers > 1`` Prometheus runs in multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` is set
+to a fresh, empty directory before any worker starts (and each worker marks itself dead on exit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .app import CONFIG_ENV, REDIS_URL_ENV, check_models, create_app
+from .config import load_config
+from .redis_embedded import EmbeddedRedis
+
+
+def fresh_multiproc_dir() -> Path:
+    """A new empty directory for prometheus_client's per-process files."""
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="llm-router-metrics-"))
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+def run(config_path: Path, host: str, port: int, workers: int, log_level: str = "info") -> None:
+    import uvicorn
+
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(config_path)  # fails here, naming the field, before anything starts
+    check_models(config)
+    embedded = None
+    if config.redis.url is None and not os.environ.get(REDIS_URL_ENV):
+        embedded = EmbeddedRedis(config.redis.state_dir).start()
+        os.environ[REDIS_URL_ENV] = embedded.url
+        logging.getLogger("gateway").info("embedded redis-server on %s (data in %s)", embedded.url,
+                                          config.redis.state_dir)
+    try:
+        if workers > 1:
+            fresh_multiproc_dir()
+            os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
+            uvicorn.run("gateway.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                        log_level=log_level, access_log=False)
+        else:
+            uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False)
+    finally:
+        if embedded is not None:
+            embedded.stop()

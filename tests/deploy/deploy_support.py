@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -106,8 +107,6 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 
 
 def compose() -> dict:
-    import yaml
-
     return yaml.safe_load(COMPOSE.read_text())
 
 
@@ -130,3 +129,22 @@ def dockerignore_includes(rel_path: str, patterns: list[str]) -> bool:
         if any(re.fullmatch(regex, c) for c in candidates):
             included = negate
     return included
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that rejects duplicate mapping keys (Kubernetes' strict decoding does too)."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    dup = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ValueError(f"duplicate keys {dup} at {node.start_mark}")
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_all_strict(text: str) -> list[dict]:
+    return [doc for doc in yaml.load_all(text, Loader=_UniqueKeyLoader) if doc]

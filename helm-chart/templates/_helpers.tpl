@@ -57,7 +57,10 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Where the read-only pods may write (emptyDirs). */}}
 {{- define "llm-router.stateDir" -}}/var/lib/llm-router{{- end }}
-{{- define "llm-router.metricsDir" -}}/var/run/llm-router/metrics{{- end }}
+{{/* serve empties PROMETHEUS_MULTIPROC_DIR by deleting and re-creating it: a folder inside the
+     emptyDir, never the mount point itself */}}
+{{- define "llm-router.metricsMount" -}}/var/run/llm-router{{- end }}
+{{- define "llm-router.metricsDir" -}}{{ include "llm-router.metricsMount" . }}/metrics{{- end }}
 
 {{/* The gateway config: config values plus what the chart derives (see values.yaml). */}}
 {{- define "llm-router.config" -}}

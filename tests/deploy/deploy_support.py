@@ -148,3 +148,15 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def load_all_strict(text: str) -> list[dict]:
     return [doc for doc in yaml.load_all(text, Loader=_UniqueKeyLoader) if doc]
+
+
+def parse_cli(args: list[str]) -> dict:
+    """Parse an ``llm-router`` command line with the real CLI (nothing runs): its options by name.
+    Catches a deployment that passes an option the command does not have or in a form it rejects."""
+    from typer.main import get_command
+
+    from gateway.cli import app
+
+    group = get_command(app)
+    assert args and args[0] in group.commands, f"no `llm-router {args[:1]}` command"
+    return group.commands[args[0]].make_context(args[0], list(args[1:])).params

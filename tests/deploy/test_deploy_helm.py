@@ -17,7 +17,7 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from deploy_support import ALERTS, CHART, DASHBOARD, DOCKERFILE, ROOT, compose, load_all_strict
+from deploy_support import ALERTS, CHART, DASHBOARD, DOCKERFILE, ROOT, compose, load_all_strict, parse_cli
 
 KUBE_VERSION = kubernetes_validate.utils.latest_version()
 RELEASE, NAMESPACE = "demo", "llm"
@@ -142,7 +142,8 @@ def test_default_config_loads_and_reaches_the_rendered_services(chart, tmp_path,
         base = urlparse(m.litellm_params.api_base)
         assert (base.hostname, base.port) == (up_name, up_port)
     upstream = one(objects, "Deployment", f"{FULLNAME}-upstream")["spec"]["template"]["spec"]["containers"][0]
-    assert upstream["args"][upstream["args"].index("--models") + 1:] == artifact_models
+    params = parse_cli(upstream["args"])
+    assert params["models"] == artifact_models and (params["host"], params["port"]) == ("0.0.0.0", up_port)
     redis_name, redis_port = service_port(objects, f"{FULLNAME}-redis")
     url = urlparse(cfg.redis.url)
     assert (url.hostname, url.port) == (redis_name, redis_port)
@@ -199,10 +200,13 @@ def test_read_only_root_with_writable_tmp_state_and_metrics_dirs(chart, tmp_path
     cfg = load_rendered_config(objects, tmp_path, monkeypatch)
     for path in ["/tmp", str(cfg.redis.state_dir), env["PROMETHEUS_MULTIPROC_DIR"], env["ROUTER_CACHE_DIR"]]:
         assert any(path == w or path.startswith(w + "/") for w in writable), f"{path} is not writable"
+    # serve deletes and re-creates the multiprocess folder: it must not be a mount point
+    assert env["PROMETHEUS_MULTIPROC_DIR"] not in writable
     # the config the container reads is the rendered ConfigMap
-    cmd = container["args"]
+    params = parse_cli(container["args"])
+    assert params["workers"] == 2 and params["host"] == "0.0.0.0"
     mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
-    assert cmd[cmd.index("--config") + 1] == f"{mount['mountPath']}/config.yaml"
+    assert str(params["config"]) == f"{mount['mountPath']}/config.yaml"
     assert next(v for v in pod["volumes"] if v["name"] == "config")["configMap"]["name"] == FULLNAME
 
 
@@ -210,8 +214,7 @@ def test_probes_and_service_reach_the_gateway_port(chart):
     objects = render(chart)
     container = gateway_container(objects)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    args = container["args"]
-    assert ports["http"] == int(args[args.index("--port") + 1])
+    assert ports["http"] == parse_cli(container["args"])["port"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/health/liveness", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/health/readiness", "port": "http"}
     assert container["startupProbe"]["httpGet"]["path"] == "/health/liveness"
@@ -275,3 +278,9 @@ def test_notes_render_with_the_commands_a_user_needs(chart):
     assert f"get secret {FULLNAME}" in notes and "LLM_ROUTER_API_KEY" in notes
     assert f"helm test {RELEASE}" in notes
     assert "demo upstream" in notes
+
+
+def test_single_worker_pods_leave_metrics_in_process(chart):
+    env = {e["name"] for e in gateway_container(render(chart, {"workers": 1}))["env"]}
+    assert "PROMETHEUS_MULTIPROC_DIR" not in env
+    assert "PROMETHEUS_MULTIPROC_DIR" in {e["name"] for e in gateway_container(render(chart))["env"]}

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from deploy_support import COMPOSE, DEPLOY, DOCKERFILE, ROOT, compose, dockerignore_includes
+from deploy_support import COMPOSE, DEPLOY, DOCKERFILE, ROOT, compose, dockerignore_includes, parse_cli
 
 COMPOSE_ENV = {"LLM_ROUTER_API_KEY": "sk-test", "UPSTREAM_API_KEY": "sk-upstream-test"}
 
@@ -118,13 +118,19 @@ def test_torch_pin_matches_pyproject():
 
 
 def test_final_stage_runs_unprivileged_and_serves_the_mounted_config():
+    from gateway.api.health import router as health
+
     user = final_stage("USER")[-1]
     assert user.split(":")[0] not in {"0", "root"}
     assert json.loads(final_stage("ENTRYPOINT")[-1]) == ["llm-router"]
     cmd = json.loads(final_stage("CMD")[-1])
-    assert cmd[0] == "serve" and cmd[cmd.index("--config") + 1] == "/etc/llm-router/config.yaml"
-    assert final_stage("EXPOSE") == [cmd[cmd.index("--port") + 1]]
-    assert "/health/liveness" in final_stage("HEALTHCHECK")[-1]
+    params = parse_cli(cmd)
+    assert cmd[0] == "serve" and str(params["config"]) == "/etc/llm-router/config.yaml"
+    assert params["host"] == "0.0.0.0"
+    assert final_stage("EXPOSE") == [str(params["port"])]
+    probe = re.search(r"http://127\.0\.0\.1:(\d+)(/\S+?)'", final_stage("HEALTHCHECK")[-1])
+    assert int(probe.group(1)) == params["port"]
+    assert probe.group(2) in {r.path for r in health.routes}
 
 
 def test_image_artifact_path_is_the_configured_one(monkeypatch):
@@ -182,12 +188,11 @@ def test_compose_gateway_config_serves_every_model_of_the_artifact(monkeypatch):
     assert cfg.missing_models(models) == []
     assert cfg.auth.api_keys == [COMPOSE_ENV["LLM_ROUTER_API_KEY"]]
     # the fake upstream serves exactly these names, on the port the config calls
-    upstream = compose()["services"]["upstream"]["command"]
-    assert upstream[upstream.index("--models") + 1:] == models
-    port = upstream[upstream.index("--port") + 1]
+    upstream = parse_cli(compose()["services"]["upstream"]["command"])
+    assert upstream["models"] == models and upstream["host"] == "0.0.0.0"
     for m in cfg.model_list:
         base = urlparse(m.litellm_params.api_base)
-        assert (base.hostname, str(base.port)) == ("upstream", port), m.model_name
+        assert (base.hostname, base.port) == ("upstream", upstream["port"]), m.model_name
         assert m.litellm_params.model == f"openai/{m.model_name}"
 
 
@@ -195,8 +200,9 @@ def test_compose_services_find_each_other(monkeypatch):
     doc = compose()
     cfg = load_compose_gateway_config(monkeypatch)
     assert urlparse(cfg.redis.url).hostname in doc["services"]
-    gw_cmd = doc["services"]["gateway"]["command"]
-    gw_port = gw_cmd[gw_cmd.index("--port") + 1]
+    gw = parse_cli(doc["services"]["gateway"]["command"])
+    assert str(gw["config"]) == "/etc/llm-router/config.yaml" and gw["host"] == "0.0.0.0"
+    gw_port = gw["port"]
     assert f"{gw_port}:{gw_port}" in doc["services"]["gateway"]["ports"]
     prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     targets = [t for job in prom["scrape_configs"] if job["job_name"] == "llm-router"

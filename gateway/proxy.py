@@ -94,7 +94,7 @@ async def handle(rt: Runtime, request: Request, kind: str, model: str, metadata:
         choice = await resolve(rt, model, task_id, text)
         if stream:
             outcome = await rt.forwarder.open_stream(kind, body, choice.order)
-            return _stream_response(rt, choice, outcome, measure)
+            return _stream_response(rt, kind, choice, outcome, measure)
         outcome = await rt.forwarder.complete(kind, body, choice.order)
     except GatewayError as exc:
         measure.finish(exc.status, choice, None, None, None)
@@ -116,7 +116,18 @@ def _sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
-def _stream_response(rt: Runtime, choice: Choice, outcome: Outcome, measure: Measure) -> StreamingResponse:
+def _chunk(chunk: Any, kind: str, served: str) -> dict[str, Any]:
+    """A litellm stream chunk as the OpenAI wire shape, naming the model that answers."""
+    data = chunk.model_dump(exclude_none=True)
+    data["model"] = served
+    if kind == "text":  # litellm drops an empty final ``text``; the SDK's type requires a string
+        for c in data.get("choices") or ():
+            c.setdefault("text", "")
+    return data
+
+
+def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, measure: Measure
+                     ) -> StreamingResponse:
     """Relay chunks as they arrive; the first carries the ``router`` object; ends with [DONE]."""
     served = outcome.served
     ttft_start = measure.start
@@ -126,14 +137,12 @@ def _stream_response(rt: Runtime, choice: Choice, outcome: Outcome, measure: Mea
         status = 200
         try:
             if outcome.first is not None:
-                first = outcome.first.model_dump(exclude_none=True)
-                first["model"] = served
+                first = _chunk(outcome.first, kind, served)
                 first["router"] = explain.router_object(choice, rt.router.version, outcome)
                 metrics.TIME_TO_FIRST_TOKEN.labels(served).observe(time.perf_counter() - ttft_start)
                 yield _sse(first)
                 async for chunk in rt.forwarder.relay(outcome.stream):
-                    data = chunk.model_dump(exclude_none=True)
-                    data["model"] = served
+                    data = _chunk(chunk, kind, served)
                     usage = _usage(data) or usage
                     yield _sse(data)
         except GatewayError as exc:  # nothing can be retried once bytes went out: say so in-band

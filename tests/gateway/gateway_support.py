@@ -1,0 +1,102 @@
+"""Helpers for the gateway tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.redis_embedded import free_port
+
+TASKS = ["arc-challenge", "mbpp", "winogrande"]
+PER_TASK = 60
+MIN_SAMPLES = 4
+LAMBDA = 300.0  # a cost knob under which these three tasks favour different models
+API_KEY = "test-key-" + uuid.uuid4().hex[:8]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_http(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+class UpstreamHandle:
+    def __init__(self, url: str) -> None:
+        self.url = url  # http://127.0.0.1:P/v1
+
+    def control(self, **settings: Any) -> dict[str, Any]:
+        return httpx.post(self.url.replace("/v1", "/_control"), json=settings, timeout=5).json()
+
+    def reset(self) -> None:
+        self.control(latency_ms=0, per_token_ms=0, error_rate=0, error_status=500, hang=False, fail_models=[])
+
+
+def make_config(router_dir: Path, router_models: list[str], upstream_url: str, redis_url: str | None,
+                **overrides: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "model_list": [{"model_name": m, "litellm_params": {"model": f"openai/{m}", "api_base": upstream_url,
+                                                            "api_key": "upstream-key"},
+                        "model_info": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}}
+                       for m in router_models],
+        "router": {"artifact": str(router_dir), "aliases": ["router", "auto"], "min_samples": MIN_SAMPLES,
+                   "lambda": LAMBDA},
+        "redis": {"url": redis_url, "retry_after_s": 0.2},
+        "auth": {"api_keys": ["os.environ/LLM_ROUTER_TEST_KEY"]},
+        "limits": {"read_timeout_s": 1.5, "connect_timeout_s": 1.0, "total_timeout_s": 5.0, "retries": 1,
+                   "max_fallbacks": 2, "max_body_bytes": 64 * 1024},
+    }
+    for section, values in overrides.items():
+        cfg[section] = {**cfg.get(section, {}), **values} if isinstance(values, dict) else values
+    return cfg
+
+
+class ThreadGateway:
+    """A gateway app served by uvicorn in a thread of the test process (shares the encoder)."""
+
+    def __init__(self, config: dict[str, Any], encoder) -> None:
+        import uvicorn
+
+        from gateway.app import create_app
+        from gateway.config import GatewayConfig
+
+        os.environ["LLM_ROUTER_TEST_KEY"] = API_KEY
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = create_app(GatewayConfig.model_validate(config), encoder=encoder)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> "ThreadGateway":
+        self.thread.start()
+        wait_http(self.url + "/health/liveness", timeout_s=60)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)
+
+
+def chat(prompt: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}]
+
+
+def offline_decision(router, encoder, prompts: list[str], lam: float = LAMBDA):
+    """router_core's own decision for a task's prompts (what the gateway must agree with)."""
+    return router.decide(router.aggregate(encoder.encode(prompts)), lam=lam)

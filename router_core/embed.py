@@ -18,6 +18,13 @@ import numpy as np
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 CACHE_ENV = "ROUTER_CACHE_DIR"
+CHUNK = 1024  # texts embedded between two cache writes
+
+
+def _progress(total: int):  # tqdm ships with sentence-transformers' dependencies
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="embedding", unit="prompt")
 
 
 class Encoder(Protocol):
@@ -123,10 +130,19 @@ class CachedEncoder:
         missing = list(dict.fromkeys(k for k in keys if k not in found))
         if missing:
             first = {k: t for k, t in zip(keys, texts)}
-            new = self.encoder.encode([first[k] for k in missing], progress=progress)
-            fresh = dict(zip(missing, new))
-            self.cache.put_many(fresh)
-            found.update(fresh)
+            # in chunks, each written as soon as it is done: an interrupted build keeps its work
+            chunks = range(0, len(missing), CHUNK)
+            bar = _progress(len(missing)) if progress and len(missing) > CHUNK else None
+            for start in chunks:
+                part = missing[start:start + CHUNK]
+                new = self.encoder.encode([first[k] for k in part], progress=progress and bar is None)
+                fresh = dict(zip(part, new))
+                self.cache.put_many(fresh)
+                found.update(fresh)
+                if bar is not None:
+                    bar.update(len(part))
+            if bar is not None:
+                bar.close()
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for i, k in enumerate(keys):
             out[i] = found[k]

@@ -25,7 +25,7 @@ from .data import BenchmarkData
 from .decision import RoutingParams, decide_task
 from .state import TaskAggregates
 
-METHODS = ("S1", "S2", "S3", "S3_true_p", "BMA", "Oracle")
+METHODS = ("S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
 MAX_LABELLED = 50
 
 
@@ -43,6 +43,7 @@ class HeldOut:
     p_hat: np.ndarray
     p_std: np.ndarray
     p_true: np.ndarray
+    p_local: np.ndarray
     picks: dict[str, int]
 
 
@@ -88,6 +89,11 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
     p_params = RoutingParams(params.k, params.u_k, params.bandwidth, params.eta, params.draws, seed,
                              params.epsilon, params.lam, params.fallback)
     dec = decide_task(agg, data.models, u_train, p_train, bma, costs, p_params)
+    # the local estimate of p: LOTO agreement around each prompt (neighbours from other tasks)
+    rows_eval = np.setdiff1d(rows, lab_rows) if len(lab_rows) else rows
+    p_nw = np.array([dec.p_hat[m] for m in data.models])
+    p_loc = sc.local_predictor_accuracy(table.ids[rows_eval, : params.u_k], table.agree, p_nw).mean(axis=0)
+    dec_loc = decide_task(agg, data.models, u_train, p_train, bma, costs, p_params, p_override=p_loc)
     p_true = sc.predictor_accuracy(g, eval_labels)
     p_true_filled = np.where(np.isnan(p_true), 0.5, p_true)
     true_acc = table.accuracy[d]
@@ -98,13 +104,14 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         "S1": sc.cost_aware_choice(s1v, costs, params.epsilon, params.lam),
         "S2": sc.cost_aware_choice(s2v, costs, params.epsilon, params.lam),
         "S3": idx[dec.model],
+        "S3_local_p": idx[dec_loc.model],
         "S3_true_p": sc.cost_aware_choice(s3_true, costs, params.epsilon, params.lam),
         "BMA": bma,
         "Oracle": int(np.nanargmax(true_acc)),
     }
     model_arr = lambda dd: np.array([dd[m] for m in data.models])  # noqa: E731
     return HeldOut(table.task_names[d], int(len(rows)), float(agg.sum_u / agg.n), true_acc, s1v, s2v,
-                   model_arr(dec.s3), model_arr(dec.p_hat), model_arr(dec.p_std), p_true, picks)
+                   model_arr(dec.s3), model_arr(dec.p_hat), model_arr(dec.p_std), p_true, p_loc, picks)
 
 
 def _corr(a: np.ndarray, b: np.ndarray, rank: bool) -> float:
@@ -181,14 +188,17 @@ def evaluate(data: BenchmarkData, vectors: np.ndarray, params: RoutingParams | N
         "task": h.task, "n": h.n, "u": _round(h.u), "true_accuracy": named(h.true_accuracy),
         "scores": {"S1": named(h.s1), "S2": named(h.s2), "S3": named(h.s3)},
         "p_hat": named(h.p_hat), "p_std": named(h.p_std), "p_true": named(h.p_true),
+        "p_local": named(h.p_local),
         "picks": {k: data.models[v] for k, v in h.picks.items()},
     } for h in first]
     mae = [float(np.nanmean(np.abs(h.p_hat - h.p_true))) for run in runs for h in run]
+    mae_loc = [float(np.nanmean(np.abs(h.p_local - h.p_true))) for run in runs for h in run]
     report: dict[str, Any] = {
         "dataset": data.name, "models": list(data.models), "n_tasks": D, "n_prompts": int(len(data)),
         "alpha": alpha, "repeats": max(1, repeats), "params": params.to_dict(),
         "tasks": tasks, "methods": summarise(runs, data.models, task_costs, params_b),
         "p_hat_mae": float(np.nanmean(mae)),
+        "p_local_mae": float(np.nanmean(mae_loc)),
     }
     if costs is not None:
         report["cost_curve"] = cost_curve(data, vectors, table, params, costs)

@@ -28,6 +28,7 @@ class LotoTable:
     u: np.ndarray  # (D,) task descriptors
     p: np.ndarray  # (D, M) accuracy of gbar on each task (NaN where a model has no labels)
     accuracy: np.ndarray  # (D, M) true accuracy of each model on each task
+    agree: np.ndarray  # (N, M) 1 where the LOTO gbar matched the label, 0 where not, NaN unlabelled
 
     def rows(self, d: int) -> np.ndarray:
         return np.flatnonzero(self.task_of == d)
@@ -66,4 +67,5 @@ def compute(vectors: np.ndarray, tasks: np.ndarray, labels: np.ndarray, k: int =
     u = np.array([u_prompt[task_of == d].mean() for d in range(D)])
     p = np.vstack([sc.predictor_accuracy(g[task_of == d], labels[task_of == d]) for d in range(D)])
     acc = task_accuracy(labels, task_of, D)
-    return LotoTable(names, task_of, ids, dists, g, u_prompt, u, p, acc)
+    agree = np.where(np.isnan(labels), np.nan, (sc.threshold(g) == labels).astype(np.float64))
+    return LotoTable(names, task_of, ids, dists, g, u_prompt, u, p, acc, agree)

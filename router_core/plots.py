@@ -18,7 +18,7 @@ def write_plots(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     tasks = report["tasks"]
-    methods = ["S1", "S2", "S3", "S3_true_p", "BMA", "Oracle"]
+    methods = [m for m in ("S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle") if m in report["methods"]]
 
     # 1. accuracy of each method's pick, per held-out task
     fig, ax = plt.subplots(figsize=(max(8, 0.35 * len(tasks)), 5))

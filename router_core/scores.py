@@ -76,6 +76,23 @@ def predictor_accuracy(g: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def local_predictor_accuracy(neighbour_ids: np.ndarray, agree: np.ndarray,
+                             fallback: np.ndarray) -> np.ndarray:
+    """Per prompt, how often the held-out predictor was right around it; (n, k) ids -> (n, M).
+
+    ``agree[j, m]`` records whether gbar_m, computed with pool prompt j's own task left out, matched
+    y(x_j, m). Averaged over a new prompt's neighbours, it estimates p locally, where the task-level
+    u of the Nadaraya-Watson estimate sees only one distance per task. NaN entries are skipped;
+    a model with no labelled neighbour gets ``fallback[m]``.
+    """
+    vals = agree[neighbour_ids]
+    have = ~np.isnan(vals)
+    count = have.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(have, vals, 0.0).sum(axis=1) / count
+    return np.where(count > 0, out, fallback[None, :])
+
+
 def nadaraya_watson(u_new: float, u_train: np.ndarray, p_train: np.ndarray,
                     h: float = BANDWIDTH) -> tuple[np.ndarray, np.ndarray]:
     """p_hat(d', m) and its kernel-weighted standard deviation, from D (u(d), p(d, .)) pairs.

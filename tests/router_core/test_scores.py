@@ -93,3 +93,12 @@ def test_instance_choice_tie_break_by_training_mean():
     g = np.array([0.6, 0.6, 0.4])
     assert sc.instance_choice(g, np.array([0.5, 0.7, 0.9])) == 1
     assert sc.instance_choice(g, np.array([0.8, 0.7, 0.9])) == 0
+
+
+def test_local_predictor_accuracy_by_hand():
+    agree = np.array([[1, 0], [1, np.nan], [0, 1]], dtype=float)
+    ids = np.array([[0, 1], [1, 2], [1, 1]])
+    p = sc.local_predictor_accuracy(ids, agree, fallback=np.array([0.5, 0.7]))
+    # row 0: model0 (1+1)/2, model1 only prompt 0 -> 0; row 1: (1+0)/2, only prompt 2 -> 1;
+    # row 2: model0 1, model1 no labelled neighbour -> fallback 0.7
+    assert p == pytest.approx(np.array([[1.0, 0.0], [0.5, 1.0], [1.0, 0.7]]))

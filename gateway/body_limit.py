@@ -1,4 +1,8 @@
-"""Reject request bodies over the configured size with an OpenAI-shaped 413 (pure ASGI, no buffering)."""
+"""Reject request bodies over the configured size with an OpenAI-shaped 413 (pure ASGI, no buffering).
+
+FastAPI's own ``max_body_size`` answers a too-large ``Content-Length`` with Starlette's plain-text
+413, which the OpenAI SDK cannot parse; this middleware answers both cases in the error shape.
+"""
 
 from __future__ import annotations
 

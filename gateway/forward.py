@@ -124,6 +124,8 @@ class Forwarder:
             try:
                 async with asyncio.timeout(self.limits.total_timeout_s):
                     response = await self._call(kind, model, body, stream=False)
+                if response is None:  # litellm has returned None for some upstream statuses (e.g. 422)
+                    raise litellm.APIError(502, "upstream returned no response", "openai", model)
                 return Outcome(model, response=response, failures=failures, upstream_s=time.perf_counter() - start)
             except asyncio.CancelledError:
                 raise

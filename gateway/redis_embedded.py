@@ -40,7 +40,7 @@ class EmbeddedRedis:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.state_dir.resolve()), "--dbfilename", "redis.rdb",
-                "--save", "60 1", "--appendonly", "no", "--protected-mode", "yes",
+                "--save", "60", "1", "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "yes",
                 "--logfile", str((self.state_dir / "redis.log").resolve())]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + wait_s

@@ -1,0 +1,94 @@
+"""Failures the gateway absorbs: an upstream model that fails (fallback), Redis going away (fail open)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from gateway.redis_embedded import EmbeddedRedis
+from gateway_support import API_KEY, MIN_SAMPLES, ThreadGateway, chat, make_config
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def ranking_for(gateway, prompt: str, task_id: str | None = None) -> list[str]:
+    r = httpx.post(gateway.url + "/v1/router/route", headers=AUTH, json={"prompt": prompt, "task_id": task_id})
+    return r.json()["router"]["ranking"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_failing_model_falls_back_to_the_next_by_score(client, gateway, upstream, bench, stream):
+    prompt = bench.held_out["arc-challenge"][5]
+    first, second = ranking_for(gateway, prompt)[:2]
+    upstream.control(fail_models=[first], error_status=503)
+    raw = client.chat.completions.with_raw_response.create(model="router", messages=chat(prompt), stream=stream)
+    assert raw.headers["x-router-model"] == second
+    assert raw.headers["x-router-attempted"] == first
+    if stream:
+        chunks = list(raw.parse())
+        info, served = chunks[0].model_extra["router"], chunks[0].model
+    else:
+        completion = raw.parse()
+        info, served = completion.model_extra["router"], completion.model
+    assert served == second and info["chosen_model"] == first
+    assert [a["model"] for a in info["attempted"]] == [first, first]  # one retry, then the fallback
+    assert {a["error"] for a in info["attempted"]} == {"status_5xx"}
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert f'llm_router_fallbacks_total{{from_model="{first}",to_model="{second}"}}' in metrics
+
+
+def test_explicit_model_is_not_replaced(client, upstream, router):
+    upstream.control(fail_models=[router.models[3]])
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model=router.models[3], messages=chat("hi"))
+
+
+def wait_for(predicate, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+def test_redis_killed_mid_test_every_request_still_succeeds(router_dir, router, upstream, encoder, bench,
+                                                            tmp_path):
+    redis = EmbeddedRedis(tmp_path / "redis").start()
+    gw = ThreadGateway(make_config(router_dir, router.models, upstream.url, redis.url), encoder).start()
+    try:
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key=API_KEY, max_retries=0)
+
+        def send(prompt, task_id=None, stream=False):
+            headers = {"X-Task-ID": task_id} if task_id else {}
+            raw = client.chat.completions.with_raw_response.create(model="router", messages=chat(prompt),
+                                                                   extra_headers=headers, stream=stream)
+            if stream:
+                assert list(raw.parse())
+            return raw.headers["x-router-decision"], raw.headers["x-router-model"]
+
+        prompts = bench.held_out["mbpp"][:MIN_SAMPLES]
+        for p in prompts:
+            source, final_model = send(p, "sticky")
+        assert source == "final"
+
+        redis.stop()
+        assert send(prompts[0], "sticky") == ("cached", final_model)  # known decision, from memory
+        assert send(prompts[0], "new-task")[0] == "instance"
+        assert send(prompts[1])[0] == "instance"
+        assert send(prompts[2], "new-task", stream=True)[0] == "instance"
+        ready = httpx.get(gw.url + "/health/readiness").json()
+        assert ready["fail_open"] is True and ready["redis"] == "unreachable" and "detail" in ready
+        assert "llm_router_redis_fail_open 1.0" in httpx.get(gw.url + "/metrics").text
+        r = httpx.get(gw.url + "/v1/router/tasks/sticky", headers=AUTH)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "redis_unavailable"
+
+        redis = EmbeddedRedis(tmp_path / "redis", port=redis.port).start()  # same port: it reconnects
+        wait_for(lambda: httpx.get(gw.url + "/health/readiness").json()["fail_open"] is False)
+        assert "llm_router_redis_fail_open 0.0" in httpx.get(gw.url + "/metrics").text
+        assert send(prompts[0], "sticky") == ("cached", final_model)
+        assert send(prompts[0], "after-restart")[0] == "provisional"
+    finally:
+        gw.stop()
+        redis.stop()

@@ -1,0 +1,118 @@
+"""Per-task routing: provisional -> final -> cached, agreement with router_core, dry runs, samples, reset."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from gateway_support import API_KEY, MIN_SAMPLES, TASKS, chat, offline_decision
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def send(client, prompt: str, task_id: str | None):
+    headers = {"X-Task-ID": task_id} if task_id else {}
+    raw = client.chat.completions.with_raw_response.create(model="router", messages=chat(prompt),
+                                                           extra_headers=headers)
+    return raw.headers["x-router-decision"], raw.headers["x-router-model"], raw.parse().model_extra["router"]
+
+
+def test_decision_becomes_final_at_min_samples_then_sticks(client, bench, router, encoder, task_id):
+    prompts = bench.held_out["mbpp"][: MIN_SAMPLES + 3]
+    seen = [send(client, p, task_id) for p in prompts]
+    sources = [s for s, _, _ in seen]
+    assert sources == ["provisional"] * (MIN_SAMPLES - 1) + ["final"] + ["cached"] * 3
+    assert [info["n"] for _, _, info in seen[:MIN_SAMPLES]] == list(range(1, MIN_SAMPLES + 1))
+    final_model = seen[MIN_SAMPLES - 1][1]
+    assert all(model == final_model for _, model, _ in seen[MIN_SAMPLES:])
+    # the gateway's final decision is router_core's decision over the same prompts
+    assert final_model == offline_decision(router, encoder, prompts[:MIN_SAMPLES]).model
+
+
+def test_tasks_whose_data_favour_different_models_get_different_models(client, bench, router, encoder):
+    finals = {}
+    for task in TASKS:
+        tid = f"diff-{task}-{id(finals)}"
+        prompts = bench.held_out[task][:MIN_SAMPLES]
+        for p in prompts:
+            source, model, _ = send(client, p, tid)
+        assert source == "final"
+        expected = offline_decision(router, encoder, prompts)
+        assert model == expected.model, task
+        finals[task] = model
+    assert len(set(finals.values())) >= 2, finals
+
+
+def test_without_task_id_each_prompt_is_routed_on_its_own(client, bench, router, encoder):
+    for prompt in bench.held_out["arc-challenge"][:3]:
+        source, model, _ = send(client, prompt, None)
+        g, _ = router.predict(encoder.encode([prompt]))
+        assert source == "instance"
+        assert model == router.decide_instance(g[0], lam=300.0).model
+
+
+def test_dry_run_equals_the_served_pick_and_changes_nothing(client, gateway, bench, task_id):
+    prompts = bench.held_out["winogrande"][:MIN_SAMPLES + 1]
+    for p in prompts[:2]:
+        send(client, p, task_id)
+    before = httpx.get(f"{gateway.url}/v1/router/tasks/{task_id}", headers=AUTH).json()
+    dry = httpx.post(gateway.url + "/v1/router/route", headers=AUTH,
+                     json={"task_id": task_id, "messages": chat(prompts[2])}).json()
+    again = httpx.get(f"{gateway.url}/v1/router/tasks/{task_id}", headers=AUTH).json()
+    assert before["n"] == again["n"] == 2
+    source, model, info = send(client, prompts[2], task_id)
+    assert (dry["router"]["decision"], dry["model"]) == (source, model)
+    assert dry["router"]["scores"] == info["scores"]
+    for p in prompts[3:]:
+        source, model, _ = send(client, p, task_id)
+    dry = httpx.post(gateway.url + "/v1/router/route", headers={**AUTH, "X-Task-ID": task_id},
+                     json={"prompt": "anything"}).json()
+    assert dry["router"]["decision"] == "cached" and dry["model"] == model
+    # no task: the per-prompt pick
+    dry = httpx.post(gateway.url + "/v1/router/route", headers=AUTH, json={"prompt": prompts[0]}).json()
+    assert (dry["router"]["decision"], dry["model"]) == send(client, prompts[0], None)[:2]
+
+
+def test_inspect_and_reset_a_task(client, gateway, bench, task_id):
+    for p in bench.held_out["arc-challenge"][:MIN_SAMPLES]:
+        _, model, _ = send(client, p, task_id)
+    state = httpx.get(f"{gateway.url}/v1/router/tasks/{task_id}", headers=AUTH).json()
+    assert state["n"] == MIN_SAMPLES and state["final"] is True and state["decision"]["model"] == model
+    assert len(state["aggregates"]["sum_g"]) == 11
+    deleted = httpx.delete(f"{gateway.url}/v1/router/tasks/{task_id}", headers=AUTH).json()
+    assert deleted == {"task_id": task_id, "deleted": True}
+    state = httpx.get(f"{gateway.url}/v1/router/tasks/{task_id}", headers=AUTH).json()
+    assert state["n"] == 0 and state["final"] is False and state["decision"] is None
+    assert send(client, bench.held_out["arc-challenge"][0], task_id)[0] == "provisional"
+
+
+def test_labelled_samples_join_the_pool_for_later_prompts(gateway, bench, router):
+    """The paper's alpha: a task's labelled examples raise the predicted correctness of the model
+    they label correct, compared with the same examples sent unlabelled."""
+    prompts = bench.held_out["mbpp"][10:16]
+    probe = bench.held_out["mbpp"][20]
+    dry = httpx.post(gateway.url + "/v1/router/route", headers=AUTH, json={"prompt": probe}).json()
+    favoured = dry["router"]["ranking"][-1]  # the model this prompt's neighbours like least
+    labels = {m: (1.0 if m == favoured else 0.0) for m in router.models}
+    scores = {}
+    for kind, sample_labels in (("labelled", labels), ("plain", None)):
+        tid = f"alpha-{kind}-{id(scores)}"
+        r = httpx.post(f"{gateway.url}/v1/router/tasks/{tid}/samples", headers=AUTH,
+                       json={"samples": [{"prompt": p, "labels": sample_labels} for p in prompts]})
+        assert r.status_code == 200, r.text
+        assert r.json()["folded"] == len(prompts)
+        assert r.json()["labelled_samples"] == (len(prompts) if sample_labels else 0)
+        dry = httpx.post(gateway.url + "/v1/router/route", headers=AUTH, json={"task_id": tid, "prompt": probe}).json()
+        scores[kind] = dry["decision"]["s3"]
+    assert scores["labelled"][favoured] > scores["plain"][favoured]
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"samples": []}, "samples"),
+    ({"samples": [{"prompt": "x", "labels": {"no-such-model": 1}}]}, "samples.0.labels"),
+    ({"samples": [{"prompt": "x", "labels": {"claude-v1": 3}}]}, "samples.0.labels"),
+])
+def test_bad_samples_are_400(gateway, body, param):
+    r = httpx.post(f"{gateway.url}/v1/router/tasks/t1/samples", headers=AUTH, json=body)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == param

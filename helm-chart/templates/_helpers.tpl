@@ -58,7 +58,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Where the read-only pods may write (emptyDirs). */}}
 {{- define "llm-router.stateDir" -}}/var/lib/llm-router{{- end }}
 {{/* serve empties PROMETHEUS_MULTIPROC_DIR by deleting and re-creating it: a folder inside the
-     emptyDir, never the mount point itself */}}
+     emptyDir (made by an init container), never the mount point itself */}}
 {{- define "llm-router.metricsMount" -}}/var/run/llm-router{{- end }}
 {{- define "llm-router.metricsDir" -}}{{ include "llm-router.metricsMount" . }}/metrics{{- end }}
 

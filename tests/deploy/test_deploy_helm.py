@@ -200,8 +200,16 @@ def test_read_only_root_with_writable_tmp_state_and_metrics_dirs(chart, tmp_path
     cfg = load_rendered_config(objects, tmp_path, monkeypatch)
     for path in ["/tmp", str(cfg.redis.state_dir), env["PROMETHEUS_MULTIPROC_DIR"], env["ROUTER_CACHE_DIR"]]:
         assert any(path == w or path.startswith(w + "/") for w in writable), f"{path} is not writable"
-    # serve deletes and re-creates the multiprocess folder: it must not be a mount point
-    assert env["PROMETHEUS_MULTIPROC_DIR"] not in writable
+    # serve deletes and re-creates the multiprocess folder: it must not be a mount point, and it
+    # must exist before serve starts (prometheus_client opens files there on import)
+    metrics_dir = env["PROMETHEUS_MULTIPROC_DIR"]
+    assert metrics_dir not in writable
+    init = pod["initContainers"][0]
+    assert init["command"] == ["mkdir", "-p", metrics_dir]
+    init_mount = next(m for m in init["volumeMounts"] if metrics_dir.startswith(m["mountPath"] + "/"))
+    gw_mount = next(m for m in container["volumeMounts"] if metrics_dir.startswith(m["mountPath"] + "/"))
+    assert init_mount == gw_mount
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
     # the config the container reads is the rendered ConfigMap
     params = parse_cli(container["args"])
     assert params["workers"] == 2 and params["host"] == "0.0.0.0"
@@ -281,6 +289,7 @@ def test_notes_render_with_the_commands_a_user_needs(chart):
 
 
 def test_single_worker_pods_leave_metrics_in_process(chart):
-    env = {e["name"] for e in gateway_container(render(chart, {"workers": 1}))["env"]}
-    assert "PROMETHEUS_MULTIPROC_DIR" not in env
+    single = render(chart, {"workers": 1})
+    assert "PROMETHEUS_MULTIPROC_DIR" not in {e["name"] for e in gateway_container(single)["env"]}
+    assert "initContainers" not in one(single, "Deployment")["spec"]["template"]["spec"]
     assert "PROMETHEUS_MULTIPROC_DIR" in {e["name"] for e in gateway_container(render(chart))["env"]}

@@ -160,3 +160,27 @@ def parse_cli(args: list[str]) -> dict:
     group = get_command(app)
     assert args and args[0] in group.commands, f"no `llm-router {args[:1]}` command"
     return group.commands[args[0]].make_context(args[0], list(args[1:])).params
+
+
+# Grafana's variables, replaced by values Grafana could substitute, so Prometheus can run a query.
+GRAFANA_VARS = {"$__rate_interval": "1m", "$__range": "5m", "$instance": ".*"}
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL as Grafana sends it) for every panel target and query variable."""
+    import json
+
+    dash = json.loads(DASHBOARD.read_text())
+    raw = [(p["title"], t["expr"]) for p in dash["panels"] if p["type"] != "row" for t in p["targets"]]
+    for var in dash["templating"]["list"]:
+        if var["type"] == "query":
+            m = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", var["query"]["query"])
+            assert m, var["query"]
+            raw.append((f"${var['name']}", m.group(1)))
+    out = []
+    for title, expr in raw:
+        for var, value in GRAFANA_VARS.items():
+            expr = expr.replace(var, value)
+        assert "$" not in expr, f"{title}: unknown Grafana variable in {expr}"
+        out.append((title, expr))
+    return out

@@ -4,16 +4,11 @@ labels the gateway exports, and every metric of gateway/metrics.py on some panel
 from __future__ import annotations
 
 import json
-import re
 
 import yaml
 
-from deploy_support import (DASHBOARD, TARGET_LABELS, exported_series, metric_families, need_tool,
-                            promql_label_names, promql_metric_names, run_tool)
-
-# Grafana's variables, replaced by what Grafana would substitute, so promtool can parse the query.
-GRAFANA_VARS = {"$__rate_interval": "1m", "$__range": "1h", "$instance": ".*"}
-
+from deploy_support import (DASHBOARD, TARGET_LABELS, dashboard_queries, exported_series, metric_families,
+                            need_tool, promql_label_names, promql_metric_names, run_tool)
 
 def dashboard() -> dict:
     return json.loads(DASHBOARD.read_text())
@@ -21,24 +16,6 @@ def dashboard() -> dict:
 
 def panels() -> list[dict]:
     return [p for p in dashboard()["panels"] if p["type"] != "row"]
-
-
-def queries() -> list[tuple[str, str]]:
-    """(panel title, PromQL) for every panel target and query variable."""
-    out = [(p["title"], t["expr"]) for p in panels() for t in p["targets"]]
-    for var in dashboard()["templating"]["list"]:
-        if var["type"] == "query":
-            m = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", var["query"]["query"])
-            assert m, var["query"]
-            out.append((f"${var['name']}", m.group(1)))
-    return out
-
-
-def grafana_substituted(expr: str) -> str:
-    for var, value in GRAFANA_VARS.items():
-        expr = expr.replace(var, value)
-    assert "$" not in expr, f"unknown Grafana variable in {expr}"
-    return expr
 
 
 def test_dashboard_is_provisionable():
@@ -69,15 +46,15 @@ def test_panels_fit_the_grid_without_overlapping():
 
 def test_queries_use_only_exported_series_and_their_labels():
     series = exported_series()
-    for title, expr in queries():
-        names = promql_metric_names(grafana_substituted(expr))
+    for title, expr in dashboard_queries():
+        names = promql_metric_names(expr)
         assert names and names <= set(series), f"{title}: unknown series {names - set(series)}"
         allowed = set().union(*(series[n] for n in names)) | TARGET_LABELS
         assert promql_label_names(expr) <= allowed, f"{title}: {promql_label_names(expr) - allowed}"
 
 
 def test_every_gateway_metric_is_on_a_panel():
-    used = set().union(*(promql_metric_names(grafana_substituted(e)) for _, e in queries()))
+    used = set().union(*(promql_metric_names(e) for _, e in dashboard_queries()))
     missing = [fam.name for fam in metric_families() if not set(fam.series_names()) & used]
     assert missing == []
 
@@ -85,9 +62,8 @@ def test_every_gateway_metric_is_on_a_panel():
 def test_promtool_parses_every_query(tmp_path):
     # promtool validates a rule's expression with Prometheus's own parser; wrap each query in one
     rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query_{i}", "expr": grafana_substituted(expr)}
-        for i, (_, expr) in enumerate(queries())]}]}
+        {"record": f"dashboard:query_{i}", "expr": expr} for i, (_, expr) in enumerate(dashboard_queries())]}]}
     path = tmp_path / "dashboard-queries.yml"
     path.write_text(yaml.safe_dump(rules))
     out = run_tool(need_tool("promtool"), "check", "rules", path)
-    assert f"SUCCESS: {len(queries())} rules found" in out
+    assert f"SUCCESS: {len(dashboard_queries())} rules found" in out

@@ -7,7 +7,6 @@ answers every dashboard query."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,11 +18,10 @@ import httpx
 import pytest
 import yaml
 
-from deploy_support import ALERTS, DASHBOARD, DEPLOY, ROOT, need_tool, run_tool
+from deploy_support import ALERTS, DEPLOY, ROOT, dashboard_queries, need_tool, run_tool
 
 TASKS = ["arc-challenge", "mbpp", "winogrande"]
 API_KEY = "sk-live-test"
-GRAFANA_VARS = {"$__rate_interval": "1m", "$__range": "5m", "$instance": ".*"}
 # Panels the traffic below must fill (the rest may be legitimately empty, e.g. Redis errors).
 MUST_HAVE_DATA = {
     "Requests per second by served model", "In-flight requests", "Requested model or alias → served model",
@@ -230,16 +228,9 @@ def test_prometheus_answers_every_dashboard_query_with_the_traffic(gateway, prom
     wait_until(lambda: float(query(prometheus, 'sum(llm_router_requests_total)')[0]["value"][1]) == total,
                "traffic scraped")
     time.sleep(2.5)
-    dashboard = json.loads(DASHBOARD.read_text())
-    empty = []
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            expr = target["expr"]
-            for var, value in GRAFANA_VARS.items():
-                expr = expr.replace(var, value)
-            if not query(prometheus, expr) and panel["title"] in MUST_HAVE_DATA:
-                empty.append(f"{panel['title']}: {expr}")
+    empty = [f"{title}: {expr}" for title, expr in dashboard_queries()
+             if not query(prometheus, expr) and title in MUST_HAVE_DATA]
     assert empty == []
-    variable = next(v for v in dashboard["templating"]["list"] if v["name"] == "instance")
-    metric = variable["query"]["query"].split("(")[1].split(",")[0]
+    # the $instance variable lists the gateway Prometheus scrapes
+    metric = dict(dashboard_queries())["$instance"]
     assert {r["metric"]["instance"] for r in query(prometheus, metric)} == {gateway.removeprefix("http://")}

@@ -12,7 +12,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import compose_spec
-import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 

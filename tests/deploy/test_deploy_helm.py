@@ -20,6 +20,9 @@ from dockerfile_parse import DockerfileParser
 from deploy_support import ALERTS, CHART, DASHBOARD, DOCKERFILE, ROOT, compose, load_all_strict, parse_cli
 
 KUBE_VERSION = kubernetes_validate.utils.latest_version()
+# the oldest Kubernetes the chart declares (Chart.yaml kubeVersion ">=X.Y.Z-0")
+MIN_KUBE_VERSION = re.fullmatch(r">=(\d+\.\d+\.\d+)-0", yaml.safe_load((CHART / "Chart.yaml").read_text())
+                                ["kubeVersion"]).group(1)
 RELEASE, NAMESPACE = "demo", "llm"
 FULLNAME = f"{RELEASE}-llm-router"
 EVERYTHING_ON = {
@@ -105,15 +108,16 @@ def test_values_schema_accepts_the_defaults_and_rejects_mistakes(chart):
 
 # --- every object valid ------------------------------------------------------------------------
 
+@pytest.mark.parametrize("kube_version", [MIN_KUBE_VERSION, KUBE_VERSION])
 @pytest.mark.parametrize("values", [None, EVERYTHING_ON, REAL_MODELS], ids=["defaults", "everything-on", "real-models"])
-def test_every_rendered_object_is_valid_kubernetes(chart, values):
+def test_every_rendered_object_is_valid_kubernetes(chart, values, kube_version):
     objects = render(chart, values)
     checked = 0
     for kind, docs in objects.items():
         for doc in docs:
             if doc["apiVersion"].startswith("monitoring.coreos.com/"):
                 continue  # Prometheus Operator CRDs: checked against their sources below
-            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+            kubernetes_validate.validate(doc, kube_version, strict=True)
             checked += 1
     assert checked >= 6
 

@@ -53,7 +53,7 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder=None
         embedded = None
         url = redis_url or config.redis.url or os.environ.get(REDIS_URL_ENV)
         if url is None:
-            embedded = await asyncio.to_thread(EmbeddedRedis(config.redis.state_dir).start)
+            embedded = EmbeddedRedis(config.redis.state_dir).start()  # this thread: see die_with_parent
             url = embedded.url
         router = await asyncio.to_thread(artifact.load, config.router.artifact)
         enc = encoder

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from .redis_embedded import EmbeddedRedis, free_port
+from .redis_embedded import EmbeddedRedis, die_with_parent, free_port
 
 
 def data_fingerprint(folder: Path) -> str:
@@ -82,11 +83,16 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0)
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
+def _exit_on_sigterm(*_: object) -> None:
+    raise SystemExit(0)  # unwinds through run_demo's finally: children and Redis are stopped
+
+
 def run_demo(data: Path, port: int, state: Path) -> int:
     import numpy as np
 
     from router_core import artifact
 
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     state.mkdir(parents=True, exist_ok=True)
     router_dir = state / "demo-router"
     manifest = ensure_router(data, router_dir)
@@ -96,7 +102,8 @@ def run_demo(data: Path, port: int, state: Path) -> int:
     redis = EmbeddedRedis(state / "redis").start()
     try:
         up_port = free_port()
-        upstream = subprocess.Popen([*exe, "upstream", "--port", str(up_port), "--data", str(data)])
+        upstream = subprocess.Popen([*exe, "upstream", "--port", str(up_port), "--data", str(data)],
+                                    preexec_fn=die_with_parent)
         procs.append(upstream)
         wait_http(f"http://127.0.0.1:{up_port}/v1/models", upstream)
         cfg = demo_config(router_dir.resolve(), list(manifest["models"]),
@@ -106,11 +113,12 @@ def run_demo(data: Path, port: int, state: Path) -> int:
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         print(f"demo: upstream on :{up_port}, redis {redis.url}, config {cfg_path}", file=sys.stderr)
         gateway = subprocess.Popen([*exe, "serve", "--config", str(cfg_path), "--port", str(port)],
-                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                                   env={**os.environ, "HF_HUB_OFFLINE": "1"}, preexec_fn=die_with_parent)
         procs.append(gateway)
         wait_http(f"http://127.0.0.1:{port}/health/readiness", gateway)
         print(f"\ngateway ready on http://127.0.0.1:{port}  (Ctrl-C stops everything)\n"
-              f"  curl http://127.0.0.1:{port}/v1/chat/completions -H 'X-Task-ID: demo' \\\n"
+              f"  curl http://127.0.0.1:{port}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+              f"    -H 'X-Task-ID: demo' \\\n"
               f"    -d '{{\"model\": \"router\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is 2+2?\"}}]}}'\n",
               file=sys.stderr)
         return gateway.wait()

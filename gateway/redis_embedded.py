@@ -6,6 +6,7 @@ so several gateway workers (and the tests) share it like any other Redis.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -16,6 +17,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies (no orphans)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def redis_server_binary() -> str:
@@ -42,7 +53,8 @@ class EmbeddedRedis:
                 "--dir", str(self.state_dir.resolve()), "--dbfilename", "redis.rdb",
                 "--save", "60", "1", "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "yes",
                 "--logfile", str((self.state_dir / "redis.log").resolve())]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=die_with_parent)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -39,6 +41,8 @@ def run(config_path: Path, host: str, port: int, workers: int, log_level: str = 
         os.environ[REDIS_URL_ENV] = embedded.url
         logging.getLogger("gateway").info("embedded redis-server on %s (data in %s)", embedded.url,
                                           config.redis.state_dir)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exit through ``finally`` instead
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         if workers > 1:
             fresh_multiproc_dir()

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from gateway.redis_embedded import EmbeddedRedis, free_port
+from gateway.redis_embedded import EmbeddedRedis, die_with_parent, free_port
 
 from gateway_support import (API_KEY, PER_TASK, ROOT, TASKS, ThreadGateway, UpstreamHandle,
                              make_config, wait_http)
@@ -76,7 +76,7 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
 def upstream(shared_data: Path) -> Iterator[UpstreamHandle]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "upstream", "--port", str(port),
-                             "--data", str(shared_data / "routerbench-subset")], cwd=ROOT)
+                             "--data", str(shared_data / "routerbench-subset")], cwd=ROOT, preexec_fn=die_with_parent)
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models", proc)
         yield UpstreamHandle(f"http://127.0.0.1:{port}/v1")

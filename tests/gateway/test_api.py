@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import openai
 
 from gateway_support import API_KEY, chat
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.redis_embedded import free_port
+from gateway.redis_embedded import die_with_parent, free_port
 from gateway_support import API_KEY, MIN_SAMPLES, ROOT, chat, wait_http
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -33,7 +33,7 @@ def served(gateway_config, tmp_path_factory):
     (folder / "metrics").mkdir()
     (folder / "metrics" / "stale.db").write_bytes(b"left over from a previous run")
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(cfg), "--port", str(port),
-                             "--workers", "2", "--log-level", "warning"], cwd=ROOT, env=env)
+                             "--workers", "2", "--log-level", "warning"], cwd=ROOT, env=env, preexec_fn=die_with_parent)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/health/readiness", proc, timeout_s=240)

@@ -60,7 +60,7 @@ def upstream(
     behaviour = Behaviour(latency_ms=latency_ms, per_token_ms=per_token_ms, error_rate=error_rate,
                           error_status=error_status, hang=hang, fail_models=list(fail_model or []))
     uvicorn.run(Upstream(names, behaviour, records).app(), host=host, port=port, log_level="warning",
-                access_log=False)
+                access_log=False, timeout_graceful_shutdown=1)  # hung test requests must not block exit
 
 
 @app.command()

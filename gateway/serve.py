@@ -18,6 +18,8 @@ from .app import CONFIG_ENV, REDIS_URL_ENV, check_models, create_app
 from .config import load_config
 from .redis_embedded import EmbeddedRedis
 
+GRACE_S = 30  # in-flight requests get this long to finish on shutdown
+
 
 def fresh_multiproc_dir() -> Path:
     """A new empty directory for prometheus_client's per-process files."""
@@ -48,9 +50,10 @@ def run(config_path: Path, host: str, port: int, workers: int, log_level: str = 
             fresh_multiproc_dir()
             os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
             uvicorn.run("gateway.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                        log_level=log_level, access_log=False)
+                        log_level=log_level, access_log=False, timeout_graceful_shutdown=GRACE_S)
         else:
-            uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False)
+            uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False,
+                        timeout_graceful_shutdown=GRACE_S)
     finally:
         if embedded is not None:
             embedded.stop()

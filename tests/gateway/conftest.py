@@ -82,7 +82,10 @@ def upstream(shared_data: Path) -> Iterator[UpstreamHandle]:
         yield UpstreamHandle(f"http://127.0.0.1:{port}/v1")
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(autouse=True)

@@ -114,3 +114,13 @@ def test_cli_build_route_eval(subset, tmp_path, shared_data):
     assert (tmp_path / "plots" / "accuracy_by_task.png").stat().st_size > 1000
     res = runner.invoke(app, ["build", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_hnsw_agrees_with_exact_on_real_embeddings(vectors):
+    from router_core.index import ExactIndex, HnswIndex
+
+    pool, queries = vectors[20:], vectors[:20]
+    exact, _ = ExactIndex(pool).query(queries, 5)
+    approx, _ = HnswIndex.build(pool).query(queries, 5)
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact, approx)])
+    assert recall >= 0.98

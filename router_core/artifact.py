@@ -5,7 +5,7 @@ Layout::
     manifest.json   format, version, models, params, meta, file hashes
     vectors.npy     (N, dim) float32 pool embeddings
     labels.npy      (N, M) float32, NaN = unlabelled
-    loto.npz        task_of, task_names, u_train, p_train, task_accuracy, train_mean, costs?
+    loto.npz        task_of, task_names, u_train, p_train, task_accuracy, train_mean, agree, costs?
     index.bin       hnswlib graph (absent for small pools, which are searched exactly)
 
 The version changes whenever any stored number changes, so a gateway can tag every cached
@@ -48,7 +48,9 @@ def save(router: Router, out: str | Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "vectors.npy", router.vectors)
     np.save(out / "labels.npy", router.labels)
-    extra = {} if router.costs is None else {"costs": router.costs}
+    extra: dict[str, np.ndarray] = {} if router.costs is None else {"costs": router.costs}
+    if router.agree is not None:
+        extra["agree"] = router.agree.astype(np.float16)  # 0, 1 or NaN: exact in half precision
     # fixed-width strings: np.load(allow_pickle=False) reads them back
     np.savez(out / "loto.npz", task_of=router.task_of, task_names=np.array(router.task_names, dtype=str),
              u_train=router.u_train, p_train=router.p_train, task_accuracy=router.task_accuracy,
@@ -111,4 +113,5 @@ def load(path: str | Path, ef: int = 64) -> Router:
                   task_of=z["task_of"], task_names=[str(t) for t in z["task_names"]],
                   u_train=z["u_train"], p_train=z["p_train"], task_accuracy=z["task_accuracy"],
                   train_mean=z["train_mean"], bma=int(manifest["bma"]),
-                  costs=z["costs"] if "costs" in z.files else None, params=params, index=index, meta=meta)
+                  costs=z["costs"] if "costs" in z.files else None, params=params, index=index, meta=meta,
+                  agree=z["agree"].astype(np.float32) if "agree" in z.files else None)

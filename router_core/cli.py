@@ -41,6 +41,7 @@ def build(
     threshold: float = typer.Option(0.5, help="Graded correctness >= threshold counts as correct."),
     text_field: str = typer.Option("auto", help="Record field to embed: auto (question if present, else prompt), prompt, question."),
     k: int = typer.Option(5, help="Neighbours for the correctness predictor."),
+    p_estimator: str = typer.Option("nadaraya-watson", help="How the predictors' accuracy on a new task is estimated: nadaraya-watson (the paper) or local (see docs/method.md)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory (default ROUTER_CACHE_DIR or ~/.cache/llm-router)."),
 ) -> None:
     """Embed the benchmark prompts, compute the leave-one-task-out targets and save a router."""
@@ -50,7 +51,8 @@ def build(
     pool = load_pool(data, threshold, text_field)
     typer.echo(f"{pool.name}: {len(pool)} prompts, {len(pool.task_names)} tasks, {len(pool.models)} models", err=True)
     try:
-        router = build_router(pool, get_encoder(cache_dir), RoutingParams(k=k), progress=True, text_field=text_field)
+        params = RoutingParams(k=k, p_estimator=p_estimator)
+        router = build_router(pool, get_encoder(cache_dir), params, progress=True, text_field=text_field)
     except ValueError as exc:
         _fail(str(exc))
     version = artifact.save(router, out)

@@ -6,13 +6,16 @@ explains it in headers and bodies, the evaluation reads its picks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
 
 from . import scores as sc
 from .state import TaskAggregates
+
+
+P_ESTIMATORS = ("nadaraya-watson", "local")
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,16 @@ class RoutingParams:
     epsilon: float | None = None  # cost knob: cheapest within epsilon of the best score
     lam: float | None = None  # cost knob: maximise score - lam * USD per query
     fallback: bool = True  # the eta test against BMA
+    # how p (the predictors' accuracy on the task) is estimated: the paper's Nadaraya-Watson
+    # smoother over u, or "local": held-out agreement around the task's prompts (docs/method.md)
+    p_estimator: str = "nadaraya-watson"
+
+    def __post_init__(self) -> None:
+        if self.p_estimator not in P_ESTIMATORS:
+            raise ValueError(f"p_estimator must be one of {', '.join(P_ESTIMATORS)}, not {self.p_estimator!r}")
 
     def with_costs(self, epsilon: float | None, lam: float | None) -> "RoutingParams":
-        return RoutingParams(self.k, self.u_k, self.bandwidth, self.eta, self.draws, self.seed,
-                             epsilon, lam, self.fallback)
+        return replace(self, epsilon=epsilon, lam=lam)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -102,6 +111,8 @@ def decide_task(agg: TaskAggregates, models: Sequence[str], u_train: np.ndarray,
     ``p_override`` replaces p_hat (the evaluation's "S3 with true p").
     """
     ts = sc.task_scores(agg.n, agg.sum_g, agg.sum_gbar, agg.sum_u, u_train, p_train, params.bandwidth)
+    if p_override is None and params.p_estimator == "local" and agg.sum_pl is not None:
+        p_override = agg.sum_pl / agg.n
     p = ts.p_hat if p_override is None else np.asarray(p_override, dtype=np.float64)
     s3 = ts.s3 if p_override is None else sc.s3_from_s2(ts.s2, p)
     pick = sc.cost_aware_choice(s3, costs, params.epsilon, params.lam)

@@ -14,7 +14,7 @@ and the fallback's Monte-Carlo seed; method figures are averaged over repeats.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -86,8 +86,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
     agg = TaskAggregates.from_rows(g, u)
     u_train, p_train = table.u[train], table.p[train]
     bma = sc.best_on_average(table.accuracy[train])
-    p_params = RoutingParams(params.k, params.u_k, params.bandwidth, params.eta, params.draws, seed,
-                             params.epsilon, params.lam, params.fallback)
+    p_params = replace(params, seed=seed, p_estimator="nadaraya-watson")
     dec = decide_task(agg, data.models, u_train, p_train, bma, costs, p_params)
     # the local estimate of p: LOTO agreement around each prompt (neighbours from other tasks)
     rows_eval = np.setdiff1d(rows, lab_rows) if len(lab_rows) else rows
@@ -216,8 +215,7 @@ def cost_curve(data: BenchmarkData, vectors: np.ndarray, table: loto.LotoTable, 
     task_costs = np.vstack([np.nanmean(data.costs[table.task_of == d], axis=0) for d in range(len(table.task_names))])
     out = []
     for lam in lams:
-        p = RoutingParams(params.k, params.u_k, params.bandwidth, params.eta, params.draws, params.seed,
-                          None, lam or None, params.fallback)
+        p = replace(params, epsilon=None, lam=lam or None)
         rng = np.random.default_rng(0)
         hs = [held_out(d, table, data, vectors, p, costs, 0.0, rng, params.seed) for d in range(len(table.task_names))]
         out.append({"lambda": float(lam),

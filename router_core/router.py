@@ -21,7 +21,7 @@ from .data import BenchmarkData
 from .decision import Decision, RoutingParams, decide_instance, decide_task
 from .embed import Encoder
 from .index import ExactIndex, HnswIndex, NeighbourIndex
-from .scores import best_on_average, knn_correctness, prompt_distance
+from .scores import best_on_average, knn_correctness, local_predictor_accuracy, prompt_distance
 from .state import TaskAggregates
 
 EXACT_BELOW = 2000  # pools smaller than this are searched exactly
@@ -36,6 +36,18 @@ class LabelledSamples:
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+
+@dataclass
+class Observation:
+    """Per-prompt predictions: g (n, M), u (n,), and local p rows (n, M) when kept."""
+
+    g: np.ndarray
+    u: np.ndarray
+    p_local: np.ndarray | None = None
+
+    def aggregates(self) -> TaskAggregates:
+        return TaskAggregates.from_rows(self.g, self.u, self.p_local)
 
 
 @dataclass
@@ -54,6 +66,7 @@ class Router:
     params: RoutingParams
     index: NeighbourIndex
     meta: dict[str, Any] = field(default_factory=dict)  # encoder, text field, datasets, version
+    agree: np.ndarray | None = None  # (N, M) held-out agreement of gbar with y (the local p estimate)
 
     @property
     def version(self) -> str:
@@ -83,13 +96,24 @@ class Router:
     def predict(self, vectors: np.ndarray, labelled: LabelledSamples | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
         """(g, u): (n, M) predicted correctness and (n,) distance contributions."""
+        obs = self.observe(vectors, labelled)
+        return obs.g, obs.u
+
+    def observe(self, vectors: np.ndarray, labelled: LabelledSamples | None = None) -> "Observation":
+        """Everything a task keeps of its prompts: g, u, and the local p rows when the router uses them."""
         ids, dists, labels = self.neighbours(vectors, labelled)
         g = knn_correctness(ids[:, : self.params.k], labels, self.train_mean)
-        return g, prompt_distance(dists, self.params.u_k)
+        u = prompt_distance(dists, self.params.u_k)
+        p_local = None
+        if self.params.p_estimator == "local" and self.agree is not None:
+            agree = self.agree
+            if len(labels) > len(agree):  # a task's labelled samples carry no held-out agreement
+                agree = np.vstack([agree, np.full((len(labels) - len(agree), agree.shape[1]), np.nan)])
+            p_local = local_predictor_accuracy(ids[:, : self.params.u_k], agree, np.full(len(self.models), 0.5))
+        return Observation(g, u, p_local)
 
     def aggregate(self, vectors: np.ndarray, labelled: LabelledSamples | None = None) -> TaskAggregates:
-        g, u = self.predict(vectors, labelled)
-        return TaskAggregates.from_rows(g, u)
+        return self.observe(vectors, labelled).aggregates()
 
     # -- decisions ----------------------------------------------------------------------------
     def effective_costs(self, costs: np.ndarray | None) -> np.ndarray | None:
@@ -139,7 +163,7 @@ def build_from_vectors(data: BenchmarkData, vectors: np.ndarray, params: Routing
         labels=data.labels.astype(np.float32), task_of=table.task_of, task_names=table.task_names,
         u_train=table.u, p_train=table.p, task_accuracy=table.accuracy,
         train_mean=loto.model_means(data.labels), bma=best_on_average(table.accuracy), costs=costs,
-        params=params, index=make_index(vectors), meta=dict(meta or {}))
+        params=params, index=make_index(vectors), meta=dict(meta or {}), agree=table.agree)
 
 
 def build_router(data: BenchmarkData, encoder: Encoder, params: RoutingParams | None = None,

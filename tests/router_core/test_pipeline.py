@@ -124,3 +124,28 @@ def test_hnsw_agrees_with_exact_on_real_embeddings(vectors):
     approx, _ = HnswIndex.build(pool).query(queries, 5)
     recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact, approx)])
     assert recall >= 0.98
+
+
+def test_local_p_estimator_aggregates_equal_batch(subset, vectors, tmp_path):
+    from dataclasses import replace
+
+    r = build_router(subset, embed.get_encoder(), RoutingParams(p_estimator="local"))
+    artifact.save(r, tmp_path / "local")
+    back = artifact.load(tmp_path / "local")
+    assert back.params.p_estimator == "local" and back.agree is not None
+    assert np.array_equal(np.isnan(back.agree), np.isnan(r.agree))
+    rows = np.flatnonzero(subset.tasks == "humaneval")
+    obs = back.observe(vectors[rows])
+    assert obs.p_local.shape == (len(rows), len(subset.models))
+    inc = None
+    for i in range(len(rows)):
+        one = back.observe(vectors[rows[i:i + 1]]).aggregates()
+        inc = one if inc is None else inc.merge(one)
+    batch = back.decide(obs.aggregates())
+    assert back.decide(inc).s3 == pytest.approx(batch.s3)
+    assert list(batch.p_hat.values()) == pytest.approx(list(obs.p_local.mean(0)), abs=1e-5)
+    # the same sums under the paper's estimator give the Nadaraya-Watson p_hat instead
+    nw = replace(back, params=replace(back.params, p_estimator="nadaraya-watson")).decide(obs.aggregates())
+    assert nw.p_hat != batch.p_hat
+    with pytest.raises(ValueError, match="p_estimator"):
+        RoutingParams(p_estimator="magic")

@@ -29,6 +29,6 @@ def check_key(accepted: list[bytes], presented: str | None) -> None:
                            code="invalid_api_key")
 
 
-def require_key(request: Request) -> None:
-    """FastAPI dependency for every /v1 route."""
+async def require_key(request: Request) -> None:
+    """FastAPI dependency for every /v1 route (async: no thread-pool hop)."""
     check_key(request.app.state.api_keys, presented_key(request))

@@ -22,6 +22,9 @@ def serve(
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Run the OpenAI-compatible gateway."""
+    from .multiproc import fresh_multiproc_dir
+
+    fresh_multiproc_dir(required=workers > 1)  # before anything imports the metrics
     from .config import ConfigError
     from .serve import run
 

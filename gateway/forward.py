@@ -78,9 +78,13 @@ class Forwarder:
         self._kwargs: dict[str, dict[str, Any]] = {}
         for name, entry in self.entries.items():
             read = entry.litellm_params.timeout or lim.read_timeout_s
+            # explicit per-token prices put litellm's cost calculator on its short path (profiled:
+            # without them it searches its model map ten times per response)
+            prices = {"input_cost_per_token": entry.model_info.input_cost_per_token,
+                      "output_cost_per_token": entry.model_info.output_cost_per_token}
             self._kwargs[name] = {"model": entry.litellm_params.model, "max_retries": 0,
                                   "timeout": httpx.Timeout(read, connect=lim.connect_timeout_s),
-                                  **entry.litellm_params.call_kwargs()}
+                                  **prices, **entry.litellm_params.call_kwargs()}
 
     def entry(self, name: str) -> ModelEntry:
         return self.entries[name]

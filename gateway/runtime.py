@@ -27,10 +27,9 @@ class Runtime:
     def aliases(self) -> list[str]:
         return self.config.router.aliases
 
-    @property
-    def known_names(self) -> list[str]:
-        """Every name a request may use as ``model`` (a bounded metrics label set)."""
-        return [*self.aliases, *self.config.models_by_name]
+    def __post_init__(self) -> None:
+        #: every name a request may use as ``model`` (the bounded ``requested`` label set)
+        self.known_names = frozenset([*self.aliases, *self.config.models_by_name])
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return self.config.models_by_name[model].model_info.cost(prompt_tokens, completion_tokens)
@@ -42,5 +41,6 @@ def config_costs(config: GatewayConfig, models: list[str]) -> np.ndarray | None:
     return None if any(p is None for p in prices) else np.asarray(prices, dtype=np.float64)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """FastAPI dependency (async: a sync one would cost a thread-pool hop per request)."""
     return request.app.state.runtime

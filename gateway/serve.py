@@ -1,17 +1,16 @@
 """``llm-router serve``: validate the config, start embedded Redis if needed, run uvicorn.
 
 With ``--workers > 1`` Prometheus runs in multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` is set
-to a fresh, empty directory before any worker starts (and each worker marks itself dead on exit).
+to a fresh, empty directory before any worker starts (and each worker marks itself dead on exit);
+the CLI prepares it before this module (and so the metrics) is imported, see gateway/multiproc.py.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from .app import CONFIG_ENV, REDIS_URL_ENV, check_models, create_app
@@ -19,15 +18,6 @@ from .config import load_config
 from .redis_embedded import EmbeddedRedis
 
 GRACE_S = 30  # in-flight requests get this long to finish on shutdown
-
-
-def fresh_multiproc_dir() -> Path:
-    """A new empty directory for prometheus_client's per-process files."""
-    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="llm-router-metrics-"))
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    return path
 
 
 def run(config_path: Path, host: str, port: int, workers: int, log_level: str = "info") -> None:
@@ -47,7 +37,6 @@ def run(config_path: Path, host: str, port: int, workers: int, log_level: str = 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         if workers > 1:
-            fresh_multiproc_dir()
             os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
             uvicorn.run("gateway.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                         log_level=log_level, access_log=False, timeout_graceful_shutdown=GRACE_S)

@@ -144,8 +144,9 @@ def summarise(runs: list[list[HeldOut]], models: Sequence[str], task_costs: np.n
             is_bma.append(float(np.mean([h.picks[method] == h.picks["BMA"] for h in run])))
             if task_costs is not None:
                 cost.append(float(np.nanmean([task_costs[i][h.picks[method]] for i, h in enumerate(run)])))
-            if params_b is not None:
-                size.append(_nanmean([params_b[h.picks[method]] for h in run]))
+            if params_b is not None:  # only where every pick's size is known (closed models have none)
+                sizes = [params_b[h.picks[method]] for h in run]
+                size.append(None if any(np.isnan(x) for x in sizes) else float(np.mean(sizes)))
             score_of = {"S1": "s1", "S2": "s2", "S3": "s3"}.get(method)
             if score_of:
                 pear.append(_nanmean([_corr(getattr(h, score_of), h.true_accuracy, False) for h in run]))
@@ -153,8 +154,8 @@ def summarise(runs: list[list[HeldOut]], models: Sequence[str], task_costs: np.n
         entry: dict[str, Any] = {"accuracy": float(np.mean(acc)), "ratio_to_oracle": float(np.mean(ratio)),
                                  "mean_cost": float(np.mean(cost)) if cost else None,
                                  "picks_bma": float(np.mean(is_bma))}
-        if size and any(s is not None for s in size):
-            entry["mean_params_b"] = _nanmean(size)
+        if size and all(s is not None for s in size):
+            entry["mean_params_b"] = float(np.mean(size))
         if pear:
             entry["pearson"] = _nanmean(pear)
             entry["spearman"] = _nanmean(spear)

@@ -28,8 +28,17 @@ litellm.drop_params = True
 litellm.suppress_debug_info = True
 log = logging.getLogger("gateway.forward")
 
-# request fields the gateway consumes itself; everything else goes upstream as given
+# request fields the gateway consumes itself
 OWN_FIELDS = {"model", "messages", "prompt", "stream", "metadata", "input"}
+# OpenAI request parameters handed to litellm as such. Any other field goes to the upstream inside
+# ``extra_body`` (e.g. vLLM's ``top_k``), so a client can never set litellm's own arguments
+# (``api_base``, ``api_key``, ``mock_response``, ...) and redirect the gateway's credentials.
+OPENAI_PARAMS = frozenset({
+    "audio", "best_of", "dimensions", "echo", "encoding_format", "frequency_penalty", "function_call",
+    "functions", "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "modalities", "n",
+    "parallel_tool_calls", "prediction", "presence_penalty", "reasoning_effort", "response_format", "seed",
+    "service_tier", "stop", "store", "stream_options", "suffix", "temperature", "tool_choice", "tools",
+    "top_logprobs", "top_p", "user", "verbosity", "web_search_options"})
 
 
 @dataclass
@@ -95,10 +104,19 @@ class Forwarder:
 
     @staticmethod
     def _params(body: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in body.items() if k not in OWN_FIELDS and v is not None}
+        """The client's parameters as litellm arguments: OpenAI ones by name, the rest in extra_body."""
+        params: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in body.items():
+            if key in OWN_FIELDS or value is None:
+                continue
+            (params if key in OPENAI_PARAMS else extra)[key] = value
+        if extra:
+            params["extra_body"] = extra
+        return params
 
     async def _call(self, kind: str, model: str, body: dict[str, Any], stream: bool) -> Any:
-        kwargs = {**self._kwargs[model], **self._params(body)}
+        kwargs = {**self._params(body), **self._kwargs[model]}  # configured arguments always win
         if kind == "chat":
             return await litellm.acompletion(messages=body["messages"], stream=stream, **kwargs)
         if kind == "text":
@@ -162,11 +180,16 @@ class Forwarder:
                     break
         raise self._give_up(failures)
 
-    async def relay(self, iterator: Any) -> AsyncIterator[Any]:
-        """The rest of a stream, each chunk within the read timeout."""
+    async def relay(self, iterator: Any, started: float) -> AsyncIterator[Any]:
+        """The rest of a stream: each chunk within the read timeout, all of it within the total one.
+
+        ``started`` is the request's ``time.perf_counter()`` start.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.total_timeout_s - (time.perf_counter() - started)
         while True:
             try:
-                async with asyncio.timeout(self.limits.read_timeout_s):
+                async with asyncio.timeout_at(min(deadline, loop.time() + self.limits.read_timeout_s)):
                     chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 return

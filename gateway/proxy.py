@@ -5,6 +5,7 @@ Handlers in :mod:`gateway.api.openai` parse and validate; this module sequences 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any, AsyncIterator
@@ -14,11 +15,12 @@ from starlette.responses import Response, StreamingResponse
 
 from . import explain, metrics
 from .errors import GatewayError
-from .forward import Outcome, close_stream
+from .forward import Outcome, classify, close_stream
 from .routing import Choice, check_task_id
 from .runtime import Runtime
 
 NONE = "none"  # served_model label when nothing answered
+CLIENT_CLOSED = 499  # status recorded when the client disconnects first (nginx's convention)
 
 
 def task_id_of(request: Request, metadata: Any) -> str | None:
@@ -99,6 +101,9 @@ async def handle(rt: Runtime, request: Request, kind: str, model: str, metadata:
     except GatewayError as exc:
         measure.finish(exc.status, choice, None, None, None)
         raise
+    except asyncio.CancelledError:  # the client went away
+        measure.finish(CLIENT_CLOSED, choice, None, None, None)
+        raise
     except BaseException:
         measure.finish(500, choice, None, None, None)
         raise
@@ -141,17 +146,19 @@ def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, m
                 first["router"] = explain.router_object(choice, rt.router.version, outcome)
                 metrics.TIME_TO_FIRST_TOKEN.labels(served).observe(time.perf_counter() - ttft_start)
                 yield _sse(first)
-                async for chunk in rt.forwarder.relay(outcome.stream):
+                async for chunk in rt.forwarder.relay(outcome.stream, measure.start):
                     data = _chunk(chunk, kind, served)
                     usage = _usage(data) or usage
                     yield _sse(data)
         except GatewayError as exc:  # nothing can be retried once bytes went out: say so in-band
             status = exc.status
             yield _sse(exc.body())
-        except Exception as exc:
-            status = 502
-            yield _sse(GatewayError(502, f"{served}: upstream stream failed ({type(exc).__name__})",
-                                    code="upstream_error").body())
+        except Exception as exc:  # mid-stream upstream failure or timeout, classified like any other
+            failure = classify(served, exc)
+            metrics.UPSTREAM_ERRORS.labels(served, failure.kind).inc()
+            status = failure.status
+            yield _sse(GatewayError(failure.status, f"stream interrupted: {failure.message}",
+                                    code="upstream_timeout" if failure.kind == "timeout" else "upstream_error").body())
         finally:
             await close_stream(outcome.stream)
             measure.finish(status, choice, outcome, usage, _cost(rt, served, usage) if usage else None)

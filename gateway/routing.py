@@ -24,7 +24,7 @@ from .config import RouterSettings
 from .decisions import DecisionStore, StoreUnavailable
 from .errors import bad_request
 
-TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,199}$")
+TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$")  # no braces (hash tag), no '/' (URL path)
 
 
 def check_task_id(task_id: str | None) -> str | None:
@@ -32,7 +32,7 @@ def check_task_id(task_id: str | None) -> str | None:
     if task_id is None or task_id == "":
         return None
     if not isinstance(task_id, str) or not TASK_ID.match(task_id):
-        raise bad_request("task ID must be 1-200 characters of letters, digits and . _ : / @ + = - "
+        raise bad_request("task ID must be 1-200 characters of letters, digits and . _ : @ + = - "
                           "(starting with a letter or digit)", param="task_id", code="invalid_task_id")
     return task_id
 

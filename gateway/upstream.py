@@ -45,6 +45,7 @@ class Upstream:
         self.behaviour = behaviour or Behaviour()
         self.records = records or {}
         self.calls: dict[str, int] = {}
+        self.streams = {"started": 0, "finished": 0, "cancelled": 0}  # cancelled: the caller hung up
 
     # -- helpers --------------------------------------------------------------------------
     def _failure(self, model: str) -> Response | None:
@@ -87,11 +88,17 @@ class Upstream:
         return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
     async def _sse(self, chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:
-        for chunk in chunks:
-            if self.behaviour.per_token_ms:
-                await asyncio.sleep(self.behaviour.per_token_ms / 1000)
-            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
-        yield b"data: [DONE]\n\n"
+        self.streams["started"] += 1
+        finished = False
+        try:
+            for chunk in chunks:
+                if self.behaviour.per_token_ms:
+                    await asyncio.sleep(self.behaviour.per_token_ms / 1000)
+                yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            yield b"data: [DONE]\n\n"
+            finished = True
+        finally:
+            self.streams["finished" if finished else "cancelled"] += 1
 
     # -- endpoints ------------------------------------------------------------------------
     async def chat(self, request: Request) -> Response:
@@ -172,7 +179,7 @@ class Upstream:
                 if not hasattr(self.behaviour, key):
                     return JSONResponse({"error": f"unknown setting {key!r}"}, status_code=400)
                 setattr(self.behaviour, key, value)
-        return JSONResponse({"behaviour": asdict(self.behaviour), "calls": self.calls})
+        return JSONResponse({"behaviour": asdict(self.behaviour), "calls": self.calls, "streams": self.streams})
 
     def app(self) -> Starlette:
         return Starlette(routes=[

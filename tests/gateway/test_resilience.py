@@ -92,3 +92,24 @@ def test_redis_killed_mid_test_every_request_still_succeeds(router_dir, router, 
     finally:
         gw.stop()
         redis.stop()
+
+
+def test_client_disconnect_cancels_the_upstream_stream(gateway, upstream, router):
+    upstream.control(per_token_ms=300)  # a slow stream: ~4 s if read to the end
+    before = upstream.control()["streams"]
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", headers=AUTH, timeout=30,
+                      json={"model": router.models[0], "messages": chat("hi"), "stream": True}) as r:
+        first = next(r.iter_lines())
+        assert first.startswith("data: ")
+    # the client hung up after the first chunk: the gateway must drop its upstream stream too
+    wait_for(lambda: upstream.control()["streams"]["cancelled"] == before["cancelled"] + 1)
+    assert upstream.control()["streams"]["finished"] == before["finished"]
+
+
+def test_client_cannot_redirect_the_upstream_call(gateway, router):
+    """litellm arguments in the body (api_base, api_key, ...) never override the configured ones."""
+    r = httpx.post(gateway.url + "/v1/chat/completions", headers=AUTH, timeout=30,
+                   json={"model": router.models[0], "messages": chat("hi"), "api_base": "http://127.0.0.1:9/v1",
+                         "api_key": "stolen", "mock_response": "forged", "top_k": 5})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"].startswith(f"[{router.models[0]}] answered")

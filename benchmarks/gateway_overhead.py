@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -34,7 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.demo import demo_config, ensure_router  # noqa: E402
+from gateway.demo import demo_config, ensure_router, stop_all, wait_http  # noqa: E402
 from gateway.redis_embedded import EmbeddedRedis, die_with_parent, free_port  # noqa: E402
 
 LITELLM_PIN = "litellm[proxy]==1.106.12"
@@ -62,19 +61,13 @@ end
 
 def start(cmd: list[str], url: str, env: dict[str, str] | None = None, timeout_s: float = 240) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, preexec_fn=die_with_parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd[:4]} exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"{url} did not come up")
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(url, proc, timeout_s)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc
 
 
 def litellm_venv(where: Path) -> Path:
@@ -159,13 +152,7 @@ def main() -> None:
                              "c32": wrk(url, model, mode, 32, args.duration, script)}
             print(f"  measured {name}", file=sys.stderr)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         redis.stop()
         shutil.rmtree(work, ignore_errors=True)
 

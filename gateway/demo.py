@@ -67,20 +67,33 @@ def demo_config(artifact_dir: Path, models: list[str], costs: list[float] | None
             "redis": {"url": redis_url}, "auth": {"api_keys": []}}
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 120.0) -> None:
+    """Wait until ``url`` answers 200 (fails early if ``proc``, the server, exits)."""
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}")
         try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
+            if httpx.get(url, timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+def stop_all(procs: list[subprocess.Popen], grace_s: float = 15.0) -> None:
+    """Terminate child servers (last started first), killing any that outlive ``grace_s``."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def _exit_on_sigterm(*_: object) -> None:
@@ -125,12 +138,5 @@ def run_demo(data: Path, port: int, state: Path) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         redis.stop()

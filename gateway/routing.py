@@ -100,11 +100,15 @@ class TaskRouter:
                 return Choice(folded.final, "cached", task_id)
             return await self._decide(task_id, folded.aggregates, commit=True)
         except StoreUnavailable:
-            local = self.store.local_final(task_id)
-            if local is not None:
-                return Choice(local, "cached", task_id)
-            g, _ = await self.predict(text)
-            return self.instance(g, task_id)
+            return await self._fail_open(task_id, text)
+
+    async def _fail_open(self, task_id: str, text: str) -> Choice:
+        """Redis is down: a decision this process has seen, else the prompt on its own."""
+        local = self.store.local_final(task_id)
+        if local is not None:
+            return Choice(local, "cached", task_id)
+        g, _ = await self.predict(text)
+        return self.instance(g, task_id)
 
     async def _decide(self, task_id: str, agg: TaskAggregates, commit: bool) -> Choice:
         decision = self.router.decide(agg, **self.knobs)
@@ -123,11 +127,7 @@ class TaskRouter:
         try:
             final, agg, labelled = await self.store.peek(task_id)
         except StoreUnavailable:
-            local = self.store.local_final(task_id)
-            if local is not None:
-                return Choice(local, "cached", task_id)
-            g, _ = await self.predict(text)
-            return self.instance(g, task_id)
+            return await self._fail_open(task_id, text)
         if final is not None:
             return Choice(final, "cached", task_id)
         g, u = await self.predict(text, labelled)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from gateway.demo import wait_http  # noqa: F401  (re-exported for the tests)
 from gateway.redis_embedded import free_port
 
 TASKS = ["arc-challenge", "mbpp", "winogrande"]
@@ -20,20 +19,6 @@ MIN_SAMPLES = 4
 LAMBDA = 300.0  # a cost knob under which these three tasks favour different models
 API_KEY = "test-key-" + uuid.uuid4().hex[:8]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_http(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
 
 
 class UpstreamHandle:

@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch at import
 import httpx  # noqa: E402
 import litellm  # noqa: E402
+import openai  # noqa: E402
 
 from . import metrics  # noqa: E402
 from .config import GatewayConfig, ModelEntry  # noqa: E402
@@ -50,14 +51,26 @@ class Failure:
     message: str
 
 
+def _caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` or anything in its cause chain is one of ``types`` (litellm wraps errors)."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 10:
+        if isinstance(cur, types):
+            return True
+        cur, seen = cur.__cause__ or cur.__context__, seen + 1
+    return False
+
+
 def classify(model: str, exc: BaseException) -> Failure:
     """One mapping from an upstream exception to its kind, the caller's status and retryability."""
-    if isinstance(exc, (asyncio.TimeoutError, litellm.Timeout, httpx.TimeoutException)):
+    if _caused_by(exc, (asyncio.TimeoutError, litellm.Timeout, httpx.TimeoutException)):
         return Failure(model, "timeout", 504, True, f"{model}: upstream timed out")
     status = getattr(exc, "status_code", None)
     if isinstance(exc, litellm.RateLimitError) or status == 429:
         return Failure(model, "rate_limit", 502, True, f"{model}: upstream rate limit")
-    if isinstance(exc, (litellm.APIConnectionError, httpx.TransportError)) and status in (None, 500):
+    # litellm reports a refused connection as a 500 InternalServerError wrapping the transport error
+    if _caused_by(exc, (litellm.APIConnectionError, openai.APIConnectionError, httpx.TransportError, OSError)):
         return Failure(model, "connection", 502, True, f"{model}: cannot reach upstream")
     if isinstance(status, int) and status >= 500:
         return Failure(model, "status_5xx", 502, True, f"{model}: upstream returned {status}")

@@ -113,3 +113,21 @@ def test_client_cannot_redirect_the_upstream_call(gateway, router):
                          "api_key": "stolen", "mock_response": "forged", "top_k": 5})
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"].startswith(f"[{router.models[0]}] answered")
+
+
+def test_unreachable_upstream_is_a_connection_error_and_502(router_dir, router, upstream, redis_url, encoder):
+    from gateway.redis_embedded import free_port
+
+    cfg = make_config(router_dir, router.models, upstream.url, redis_url)
+    dead = router.models[0]
+    cfg["model_list"][0]["litellm_params"]["api_base"] = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens
+    gw = ThreadGateway(cfg, encoder).start()
+    try:
+        r = httpx.post(gw.url + "/v1/chat/completions", headers=AUTH, timeout=30,
+                       json={"model": dead, "messages": chat("hi")})
+        assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
+        assert "cannot reach upstream" in r.json()["error"]["message"]
+        metrics = httpx.get(gw.url + "/metrics").text
+        assert f'llm_router_upstream_errors_total{{kind="connection",served_model="{dead}"}}' in metrics
+    finally:
+        gw.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 
@@ -32,7 +34,7 @@ def test_decision_becomes_final_at_min_samples_then_sticks(client, bench, router
 def test_tasks_whose_data_favour_different_models_get_different_models(client, bench, router, encoder):
     finals = {}
     for task in TASKS:
-        tid = f"diff-{task}-{id(finals)}"
+        tid = f"diff-{task}-{uuid.uuid4().hex[:8]}"
         prompts = bench.held_out[task][:MIN_SAMPLES]
         for p in prompts:
             source, model, _ = send(client, p, tid)
@@ -96,7 +98,7 @@ def test_labelled_samples_join_the_pool_for_later_prompts(gateway, bench, router
     labels = {m: (1.0 if m == favoured else 0.0) for m in router.models}
     scores = {}
     for kind, sample_labels in (("labelled", labels), ("plain", None)):
-        tid = f"alpha-{kind}-{id(scores)}"
+        tid = f"alpha-{kind}-{uuid.uuid4().hex[:8]}"
         r = httpx.post(f"{gateway.url}/v1/router/tasks/{tid}/samples", headers=AUTH,
                        json={"samples": [{"prompt": p, "labels": sample_labels} for p in prompts]})
         assert r.status_code == 200, r.text

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -139,7 +139,7 @@ def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, m
 
     async def body() -> AsyncIterator[bytes]:
         usage: dict[str, int] | None = None
-        status = 200
+        status = CLIENT_CLOSED  # unless the stream ends or fails on the upstream's side
         try:
             if outcome.first is not None:
                 first = _chunk(outcome.first, kind, served)
@@ -150,6 +150,7 @@ def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, m
                     data = _chunk(chunk, kind, served)
                     usage = _usage(data) or usage
                     yield _sse(data)
+            status = 200
         except GatewayError as exc:  # nothing can be retried once bytes went out: say so in-band
             status = exc.status
             yield _sse(exc.body())
@@ -164,7 +165,25 @@ def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, m
             measure.finish(status, choice, outcome, usage, _cost(rt, served, usage) if usage else None)
         yield b"data: [DONE]\n\n"
 
+    async def on_close() -> None:  # also when the client left before the body started
+        await close_stream(outcome.stream)
+        measure.finish(CLIENT_CLOSED, choice, outcome, None, None)  # no-op if the body finished it
+
     headers = explain.headers(choice, rt.router.version, served, None, outcome)
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"
-    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+    return _Relay(body(), on_close, media_type="text/event-stream", headers=headers)
+
+
+class _Relay(StreamingResponse):
+    """A StreamingResponse that always runs ``on_close`` once the response is over, however it ended."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.on_close()

@@ -49,6 +49,10 @@ class Measure:
         self.requested = metrics.requested_label(requested, rt.known_names)
         metrics.IN_FLIGHT.inc()
         self.done = False
+        self.first_byte_s: float | None = None  # streams: when the first chunk went out
+
+    def first_byte(self) -> None:
+        self.first_byte_s = time.perf_counter() - self.start
 
     def finish(self, status: int, choice: Choice | None, outcome: Outcome | None,
                usage: dict[str, int] | None, cost: float | None) -> None:
@@ -65,8 +69,12 @@ class Measure:
             metrics.DECISIONS.labels(choice.source).inc()
         if outcome is None:
             return
-        metrics.UPSTREAM_DURATION.labels(served).observe(outcome.upstream_s)
-        metrics.OVERHEAD.observe(max(0.0, total - outcome.upstream_s))
+        if self.first_byte_s is not None:  # a stream: our overhead ends with its first chunk
+            overhead = self.first_byte_s - outcome.upstream_s
+        else:
+            overhead = total - outcome.upstream_s
+        metrics.UPSTREAM_DURATION.labels(served).observe(max(0.0, total - overhead))
+        metrics.OVERHEAD.observe(max(0.0, overhead))
         if outcome.failures and served != outcome.failures[0].model:
             metrics.FALLBACKS.labels(outcome.failures[0].model, served).inc()
         if usage:
@@ -135,7 +143,6 @@ def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, m
                      ) -> StreamingResponse:
     """Relay chunks as they arrive; the first carries the ``router`` object; ends with [DONE]."""
     served = outcome.served
-    ttft_start = measure.start
 
     async def body() -> AsyncIterator[bytes]:
         usage: dict[str, int] | None = None
@@ -144,7 +151,8 @@ def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, m
             if outcome.first is not None:
                 first = _chunk(outcome.first, kind, served)
                 first["router"] = explain.router_object(choice, rt.router.version, outcome)
-                metrics.TIME_TO_FIRST_TOKEN.labels(served).observe(time.perf_counter() - ttft_start)
+                measure.first_byte()
+                metrics.TIME_TO_FIRST_TOKEN.labels(served).observe(measure.first_byte_s)
                 yield _sse(first)
                 async for chunk in rt.forwarder.relay(outcome.stream, measure.start):
                     data = _chunk(chunk, kind, served)

@@ -113,9 +113,14 @@ def test_openapi_documents_every_route(gateway):
     assert "delete" in paths["/v1/router/tasks/{task_id}"]
 
 
-def test_metrics_count_requests_by_decision(client, gateway):
+def test_metrics_count_requests_by_decision(client, gateway, router):
     client.chat.completions.create(model="router", messages=chat("count me"))
+    chunks = list(client.chat.completions.create(model=router.models[2], messages=chat("stream me"), stream=True))
+    assert chunks
     text = httpx.get(gateway.url + "/metrics").text
     assert 'llm_router_requests_total{decision="instance",requested="router"' in text
+    assert (f'llm_router_requests_total{{decision="explicit",requested="{router.models[2]}",'
+            f'served_model="{router.models[2]}",status_class="2xx"}}') in text
+    assert f'llm_router_time_to_first_token_seconds_count{{served_model="{router.models[2]}"}}' in text
     assert "llm_router_overhead_duration_seconds_count" in text
     assert 'llm_router_artifact_info{models="11"' in text

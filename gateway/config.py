@@ -97,6 +97,7 @@ class RouterSettings(_Strict):
 
 class RedisSettings(_Strict):
     url: str | None = Field(None, description="redis:// or unix:// URL; unset = embedded redis-server.")
+    cluster: bool = Field(False, description="The URL names a node of a Redis Cluster (one task's keys share a slot).")
     state_dir: Path = Path(".state/redis")
     key_prefix: str = Field("llmr", pattern=r"^[A-Za-z0-9_.:-]+$")
     socket_timeout_s: float = Field(0.5, gt=0)

@@ -29,7 +29,8 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import numpy as np
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from router_core.decision import Decision
 from router_core.router import LabelledSamples
@@ -55,6 +56,14 @@ for i = 1, m do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return {'agg', redis.call('HGETALL', KEYS[1])}
+"""
+
+# KEYS[1] samples list; ARGV: ttl, cap, items... (a script, not MULTI: cluster pipelines have no transactions)
+ADD_SAMPLES = """
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return redis.call('LLEN', KEYS[1])
 """
 
 
@@ -115,6 +124,7 @@ class DecisionStore:
         self.models = list(models)
         self.ttl_s = ttl_s
         self._fold = client.register_script(FOLD)
+        self._add_samples = client.register_script(ADD_SAMPLES)
         self._lru: OrderedDict[str, Decision] = OrderedDict()
         self._down_until = 0.0
         self.fail_open = False
@@ -123,9 +133,10 @@ class DecisionStore:
     @classmethod
     def from_url(cls, url: str, settings: RedisSettings, version: str, models: list[str], ttl_s: int,
                  max_samples: int = 200) -> "DecisionStore":
-        client = aioredis.Redis.from_url(url, socket_timeout=settings.socket_timeout_s,
-                                         socket_connect_timeout=settings.socket_timeout_s,
-                                         decode_responses=True, health_check_interval=30)
+        options = {"socket_timeout": settings.socket_timeout_s, "socket_connect_timeout": settings.socket_timeout_s,
+                   "decode_responses": True, "health_check_interval": 30}
+        client = (RedisCluster.from_url(url, **options) if settings.cluster
+                  else aioredis.Redis.from_url(url, **options))
         return cls(client, settings, version, models, ttl_s, max_samples)
 
     # -- keys -----------------------------------------------------------------------------
@@ -140,7 +151,7 @@ class DecisionStore:
             raise StoreUnavailable(self.last_error or "redis unavailable")
         try:
             result = await fn()
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             metrics.REDIS_ERRORS.labels(operation).inc()
             self.last_error = f"{type(exc).__name__}: {exc}"
             self._down_until = time.monotonic() + self.settings.retry_after_s
@@ -233,18 +244,10 @@ class DecisionStore:
 
     async def add_samples(self, task: str, vectors: np.ndarray, labels: list[dict[str, float]]) -> int:
         """Append labelled samples (capped, newest kept); returns how many the task has."""
-        cap = max(1, self.max_samples)
-        key = self.key(task, "samples")
-
-        async def run() -> int:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.rpush(key, *[encode_sample(v, lab) for v, lab in zip(vectors, labels)])
-            pipe.ltrim(key, -cap, -1)
-            pipe.expire(key, self.ttl_s)
-            pipe.llen(key)
-            return int((await pipe.execute())[-1])
-
-        return await self._call("add_samples", run)
+        items = [encode_sample(v, lab) for v, lab in zip(vectors, labels)]
+        args = [self.ttl_s, max(1, self.max_samples), *items]
+        return int(await self._call("add_samples", lambda: self._add_samples(keys=[self.key(task, "samples")],
+                                                                            args=args)))
 
     async def reset(self, task: str) -> int:
         self._lru.pop(task, None)

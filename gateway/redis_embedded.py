@@ -38,9 +38,10 @@ def redis_server_binary() -> str:
 class EmbeddedRedis:
     """Start with :meth:`start`, stop with :meth:`stop` (also a context manager)."""
 
-    def __init__(self, state_dir: str | Path, port: int | None = None) -> None:
+    def __init__(self, state_dir: str | Path, port: int | None = None, extra_args: list[str] | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.port = port or free_port()
+        self.extra_args = list(extra_args or [])  # further redis-server options, e.g. cluster mode
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,7 +53,7 @@ class EmbeddedRedis:
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.state_dir.resolve()), "--dbfilename", "redis.rdb",
                 "--save", "60", "1", "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "yes",
-                "--logfile", str((self.state_dir / "redis.log").resolve())]
+                "--logfile", str((self.state_dir / "redis.log").resolve()), *self.extra_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      preexec_fn=die_with_parent)
         deadline = time.monotonic() + wait_s

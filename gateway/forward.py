@@ -21,7 +21,7 @@ import litellm  # noqa: E402
 import openai  # noqa: E402
 
 from . import metrics  # noqa: E402
-from .config import GatewayConfig, ModelEntry  # noqa: E402
+from .config import GatewayConfig  # noqa: E402
 from .errors import GatewayError  # noqa: E402
 
 litellm.telemetry = False
@@ -108,9 +108,6 @@ class Forwarder:
                                   "timeout": httpx.Timeout(read, connect=lim.connect_timeout_s),
                                   **prices, **entry.litellm_params.call_kwargs()}
 
-    def entry(self, name: str) -> ModelEntry:
-        return self.entries[name]
-
     def _attempts(self, order: list[str]) -> list[str]:
         models = [m for m in order if m in self._kwargs][: 1 + self.limits.max_fallbacks]
         return [m for m in models for _ in range(1 + self.limits.retries)]
@@ -145,7 +142,7 @@ class Forwarder:
 
     def _give_up(self, failures: list[Failure]) -> GatewayError:
         last = failures[-1] if failures else Failure("", "other", 502, False, "no configured model to try")
-        tried = ", ".join(dict.fromkeys(f.model for f in failures))
+        tried = ",".join(dict.fromkeys(f.model for f in failures))
         msg = last.message if len(failures) <= 1 else f"all upstream attempts failed ({tried}); last: {last.message}"
         code = {"timeout": "upstream_timeout", "status_4xx": "upstream_rejected"}.get(last.kind, "upstream_error")
         return GatewayError(last.status, msg, code=code,
@@ -155,9 +152,13 @@ class Forwarder:
         """Non-streaming call with retries and fallbacks; raises GatewayError when all fail."""
         failures: list[Failure] = []
         start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.total_timeout_s  # all attempts together
         for model in self._attempts(order):
+            if failures and loop.time() >= deadline:
+                break
             try:
-                async with asyncio.timeout(self.limits.total_timeout_s):
+                async with asyncio.timeout_at(deadline):
                     response = await self._call(kind, model, body, stream=False)
                 if response is None:  # litellm has returned None for some upstream statuses (e.g. 422)
                     raise litellm.APIError(502, "upstream returned no response", "openai", model)
@@ -173,10 +174,15 @@ class Forwarder:
         """Start a stream; fallbacks apply until a model's first chunk has arrived."""
         failures: list[Failure] = []
         start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.total_timeout_s  # all attempts together
+        first_chunk_s = self.limits.connect_timeout_s + self.limits.read_timeout_s
         for model in self._attempts(order):
+            if failures and loop.time() >= deadline:
+                break
             stream = None
             try:
-                async with asyncio.timeout(self.limits.connect_timeout_s + self.limits.read_timeout_s):
+                async with asyncio.timeout_at(min(deadline, loop.time() + first_chunk_s)):
                     stream = await self._call(kind, model, body, stream=True)
                     iterator = stream.__aiter__()
                     first = await iterator.__anext__()

@@ -2,7 +2,7 @@
 
 Keys (one task's keys share a hash tag, so they live in one Redis Cluster slot)::
 
-    <prefix>:{<task>}:<artifact version>:agg     hash: n, u, g:<i>, b:<i>   (TTL)
+    <prefix>:{<task>}:<artifact version>:agg     hash: n, u, g:<i>, b:<i>, l:<i>?   (TTL)
     <prefix>:{<task>}:<artifact version>:final   JSON decision               (TTL)
     <prefix>:{<task>}:samples                    list of labelled samples    (TTL)
 
@@ -53,6 +53,9 @@ for i = 1, m do
   if ARGV[4 + m + i] ~= '0' then
     redis.call('HINCRBY', KEYS[1], 'b:' .. (i - 1), ARGV[4 + m + i])
   end
+  if #ARGV >= 4 + 3 * m then  -- the local p estimate's sums, when the router keeps them
+    redis.call('HINCRBYFLOAT', KEYS[1], 'l:' .. (i - 1), ARGV[4 + 2 * m + i])
+  end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return {'agg', redis.call('HGETALL', KEYS[1])}
@@ -80,7 +83,10 @@ class FoldResult:
 def aggregates_from_hash(fields: dict[str, str], n_models: int) -> TaskAggregates:
     g = np.array([float(fields.get(f"g:{i}", 0.0)) for i in range(n_models)])
     b = np.array([float(fields.get(f"b:{i}", 0.0)) for i in range(n_models)])
-    return TaskAggregates(int(fields.get("n", 0)), g, b, float(fields.get("u", 0.0)))
+    pl = None
+    if "l:0" in fields or not fields:  # an empty task can take either kind of sums
+        pl = np.array([float(fields.get(f"l:{i}", 0.0)) for i in range(n_models)])
+    return TaskAggregates(int(fields.get("n", 0)), g, b, float(fields.get("u", 0.0)), pl)
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -218,7 +224,8 @@ class DecisionStore:
     async def fold(self, task: str, delta: TaskAggregates) -> FoldResult:
         """Add ``delta`` (one prompt or a batch) to the task's sums, unless a decision is final."""
         args = [self.ttl_s, delta.n, repr(float(delta.sum_u)), len(self.models),
-                *[repr(float(x)) for x in delta.sum_g], *[str(int(x)) for x in delta.sum_gbar]]
+                *[repr(float(x)) for x in delta.sum_g], *[str(int(x)) for x in delta.sum_gbar],
+                *([] if delta.sum_pl is None else [repr(float(x)) for x in delta.sum_pl])]
         kind, payload = await self._call(
             "fold", lambda: self._fold(keys=[self.key(task, "agg"), self.key(task, "final")], args=args))
         if _s(kind) == "final":

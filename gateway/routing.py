@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from router_core.decision import Decision
-from router_core.router import LabelledSamples, Router
+from router_core.router import LabelledSamples, Observation, Router
 from router_core.state import TaskAggregates
 
 from . import metrics
@@ -66,12 +66,12 @@ class TaskRouter:
     def explicit(self, model: str) -> Choice:
         return Choice(Decision(model=model, method="explicit", models=[model], ranking=[model]), "explicit", None)
 
-    def _predict(self, text: str, labelled: LabelledSamples | None) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, text: str, labelled: LabelledSamples | None) -> Observation:
         vec = self.encoder.encode([text])
-        return self.router.predict(vec, labelled)
+        return self.router.observe(vec, labelled)
 
-    async def predict(self, text: str, labelled: LabelledSamples | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(g, u) for one prompt; embedding runs in a thread so the event loop keeps serving."""
+    async def predict(self, text: str, labelled: LabelledSamples | None = None) -> Observation:
+        """router_core's predictions (g, u, ...) for one prompt; embedding runs in a thread so the event loop keeps serving."""
         return await asyncio.to_thread(self._predict, text, labelled)
 
     def instance(self, g: np.ndarray, task_id: str | None) -> Choice:
@@ -86,7 +86,7 @@ class TaskRouter:
     async def choose(self, task_id: str | None, text: str) -> Choice:
         """Route one prompt, updating the task's shared state."""
         if task_id is None:
-            g, _ = await self.predict(text)
+            g = (await self.predict(text)).g
             return self.instance(g, None)
         try:
             final = await self.store.final(task_id)
@@ -94,8 +94,8 @@ class TaskRouter:
             if final is not None:
                 return Choice(final, "cached", task_id)
             labelled = await self.store.labelled(task_id)
-            g, u = await self.predict(text, labelled)
-            folded = await self.store.fold(task_id, TaskAggregates.from_rows(g, u))
+            obs = await self.predict(text, labelled)
+            folded = await self.store.fold(task_id, obs.aggregates())
             if folded.final is not None:  # another process finalised it meanwhile
                 return Choice(folded.final, "cached", task_id)
             return await self._decide(task_id, folded.aggregates, commit=True)
@@ -107,7 +107,7 @@ class TaskRouter:
         local = self.store.local_final(task_id)
         if local is not None:
             return Choice(local, "cached", task_id)
-        g, _ = await self.predict(text)
+        g = (await self.predict(text)).g
         return self.instance(g, task_id)
 
     async def _decide(self, task_id: str, agg: TaskAggregates, commit: bool) -> Choice:
@@ -122,7 +122,7 @@ class TaskRouter:
     async def dry_run(self, task_id: str | None, text: str) -> Choice:
         """What :meth:`choose` would pick for this prompt now, without changing any state."""
         if task_id is None:
-            g, _ = await self.predict(text)
+            g = (await self.predict(text)).g
             return self.instance(g, None)
         try:
             final, agg, labelled = await self.store.peek(task_id)
@@ -130,8 +130,8 @@ class TaskRouter:
             return await self._fail_open(task_id, text)
         if final is not None:
             return Choice(final, "cached", task_id)
-        g, u = await self.predict(text, labelled)
-        return await self._decide(task_id, agg.merge(TaskAggregates.from_rows(g, u)), commit=False)
+        obs = await self.predict(text, labelled)
+        return await self._decide(task_id, agg.merge(obs.aggregates()), commit=False)
 
     async def add_samples(self, task_id: str, texts: list[str], labels: list[dict[str, float] | None]
                           ) -> tuple[Choice | None, int, int]:
@@ -146,8 +146,8 @@ class TaskRouter:
             kept = await self.store.add_samples(task_id, vecs[labelled_idx],
                                                 [labels[i] for i in labelled_idx])  # type: ignore[misc]
         pool = await self.store.labelled(task_id)
-        g, u = await asyncio.to_thread(self.router.predict, vecs, pool)
-        folded = await self.store.fold(task_id, TaskAggregates.from_rows(g, u))
+        obs = await asyncio.to_thread(self.router.observe, vecs, pool)
+        folded = await self.store.fold(task_id, obs.aggregates())
         if folded.final is not None:
             return Choice(folded.final, "cached", task_id), len(texts), kept
         choice = await self._decide(task_id, folded.aggregates, commit=True)

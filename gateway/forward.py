@@ -9,9 +9,11 @@ answering once its first chunk arrived; after that nothing is retried.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -19,6 +21,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 import httpx  # noqa: E402
 import litellm  # noqa: E402
 import openai  # noqa: E402
+from litellm.litellm_core_utils.litellm_logging import Logging as LiteLLMLogging  # noqa: E402
+from litellm.llms.openai.openai import OpenAIChatCompletion  # noqa: E402
+from litellm.main import base_llm_http_handler  # noqa: E402
+from litellm.types.utils import LlmProviders, ModelResponse  # noqa: E402
+from litellm.utils import ProviderConfigManager  # noqa: E402
 
 from . import metrics  # noqa: E402
 from .config import GatewayConfig  # noqa: E402
@@ -40,6 +47,43 @@ OPENAI_PARAMS = frozenset({
     "parallel_tool_calls", "prediction", "presence_penalty", "reasoning_effort", "response_format", "seed",
     "service_tier", "stop", "store", "stream_options", "suffix", "temperature", "tool_choice", "tools",
     "top_logprobs", "top_p", "user", "verbosity", "web_search_options"})
+
+
+# litellm's OpenAI chat handler (the one ``litellm.completion`` dispatches ``openai/`` chat models to),
+# called directly for streams: see ``Forwarder._chat_openai``.
+OPENAI_CHAT = OpenAIChatCompletion()
+DIRECT_KEYS = frozenset({"api_base", "api_key", "input_cost_per_token", "output_cost_per_token"})
+
+
+@dataclass(frozen=True)
+class DirectChat:
+    """A model whose chat calls go straight to litellm's OpenAI chat handler."""
+
+    model: str  # without the ``openai/`` prefix, as litellm's handler takes it
+    api_base: str
+    api_key: str
+    timeout: httpx.Timeout
+    config: Any  # litellm's provider config for the model (transforms the request)
+
+
+def direct_chat(kwargs: dict[str, Any]) -> DirectChat | None:
+    """The direct path for one model's litellm arguments, or None where only ``acompletion`` will do.
+
+    Only ``openai/<model>`` with a configured ``api_base`` and ``api_key`` and nothing else that
+    ``litellm.completion`` would act on; models litellm bridges to the Responses API (its model map
+    says mode ``responses``) or fakes streams for stay on ``acompletion``.
+    """
+    provider, _, model = str(kwargs.get("model", "")).partition("/")
+    if provider != "openai" or not model or not kwargs.get("api_base") or not kwargs.get("api_key"):
+        return None
+    if set(kwargs) - DIRECT_KEYS - {"model", "max_retries", "timeout"}:
+        return None
+    if (litellm.model_cost.get(model) or {}).get("mode", "chat") != "chat":
+        return None
+    config = ProviderConfigManager.get_provider_chat_config(model=model, provider=LlmProviders.OPENAI)
+    if config is None or config.should_fake_stream(model=model, stream=True, custom_llm_provider="openai"):
+        return None
+    return DirectChat(model, kwargs["api_base"], kwargs["api_key"], kwargs["timeout"], config)
 
 
 @dataclass
@@ -107,6 +151,10 @@ class Forwarder:
             self._kwargs[name] = {"model": entry.litellm_params.model, "max_retries": 0,
                                   "timeout": httpx.Timeout(read, connect=lim.connect_timeout_s),
                                   **prices, **entry.litellm_params.call_kwargs()}
+        self._direct: dict[str, DirectChat] = {}
+        for name, kwargs in self._kwargs.items():
+            if (direct := direct_chat(kwargs)) is not None:
+                self._direct[name] = direct
 
     def _attempts(self, order: list[str]) -> list[str]:
         models = [m for m in order if m in self._kwargs][: 1 + self.limits.max_fallbacks]
@@ -126,12 +174,50 @@ class Forwarder:
         return params
 
     async def _call(self, kind: str, model: str, body: dict[str, Any], stream: bool) -> Any:
+        if kind == "chat" and model in self._direct and body.get("web_search_options") is None:
+            return await self._chat_openai(self._direct[model], body, stream)
         kwargs = {**self._params(body), **self._kwargs[model]}  # configured arguments always win
         if kind == "chat":
             return await litellm.acompletion(messages=body["messages"], stream=stream, **kwargs)
         if kind == "text":
             return await litellm.atext_completion(prompt=body["prompt"], stream=stream, **kwargs)
         return await litellm.aembedding(input=body["input"], **kwargs)
+
+    async def _chat_openai(self, d: DirectChat, body: dict[str, Any], stream: bool) -> Any:
+        """A chat call through litellm's provider handlers, without ``litellm.acompletion`` around them.
+
+        What ``litellm.completion`` does for an ``openai/`` chat model, less what the gateway does not
+        use. Parameters are mapped by ``litellm.get_optional_params`` (the same mapping and
+        ``drop_params`` as ``acompletion``). A non-streaming call goes through litellm's generic HTTP
+        handler (``BaseLLMHTTPHandler``, what litellm runs for most providers and for OpenAI under
+        ``EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER``) with the OpenAI provider config's request and
+        response transforms; a stream through litellm's OpenAI chat handler (the one ``acompletion``
+        uses). Both return the same ``ModelResponse`` / ``CustomStreamWrapper`` and raise litellm's
+        ``OpenAIError`` with the upstream status. Left out: the thread-pool hop ``acompletion`` takes
+        per call (it runs ``completion()`` in the default executor), the OpenAI SDK's request building
+        (non-streaming), litellm's callbacks, success logging and response-cost calculation (the
+        gateway prices responses itself from ``model_info``). See docs/performance.md (Gateway).
+        """
+        optional = litellm.get_optional_params(model=d.model, custom_llm_provider="openai", stream=stream,
+                                               **self._params(body))
+        optional.pop("stream", None)
+        stream_options = optional.pop("stream_options", None)
+        messages = body["messages"]
+        log_obj = LiteLLMLogging(model=d.model, messages=messages, stream=stream, call_type="acompletion",
+                                 start_time=datetime.datetime.now(), litellm_call_id=str(uuid.uuid4()),
+                                 function_id="gateway")
+        log_obj.update_environment_variables(model=d.model, user=None, optional_params=optional,
+                                             litellm_params={"api_base": d.api_base, "custom_llm_provider": "openai"})
+        if stream:
+            return await OPENAI_CHAT.async_streaming(
+                messages=messages, optional_params=optional, litellm_params={}, provider_config=d.config,
+                model=d.model, logging_obj=log_obj, timeout=d.timeout, api_key=d.api_key, api_base=d.api_base,
+                max_retries=0, stream_options=stream_options)
+        return await base_llm_http_handler.completion(
+            model=d.model, messages=messages, api_base=d.api_base, custom_llm_provider="openai",
+            model_response=ModelResponse(), encoding=None, logging_obj=log_obj, optional_params=optional,
+            timeout=d.timeout, litellm_params={}, acompletion=True, stream=False, api_key=d.api_key, headers={},
+            provider_config=d.config)
 
     def _fail(self, failures: list[Failure], exc: BaseException, model: str) -> Failure:
         failure = classify(model, exc)

@@ -52,6 +52,7 @@ OPENAI_PARAMS = frozenset({
 # litellm's OpenAI chat handler (the one ``litellm.completion`` dispatches ``openai/`` chat models to),
 # called directly for streams: see ``Forwarder._chat_openai``.
 OPENAI_CHAT = OpenAIChatCompletion()
+SCALARS = frozenset({str, int, float, bool})
 DIRECT_KEYS = frozenset({"api_base", "api_key", "input_cost_per_token", "output_cost_per_token"})
 
 
@@ -152,6 +153,7 @@ class Forwarder:
                                   "timeout": httpx.Timeout(read, connect=lim.connect_timeout_s),
                                   **prices, **entry.litellm_params.call_kwargs()}
         self._direct: dict[str, DirectChat] = {}
+        self._mapped: dict[tuple, dict[str, Any]] = {}  # see _optional_params
         for name, kwargs in self._kwargs.items():
             if (direct := direct_chat(kwargs)) is not None:
                 self._direct[name] = direct
@@ -183,6 +185,26 @@ class Forwarder:
             return await litellm.atext_completion(prompt=body["prompt"], stream=stream, **kwargs)
         return await litellm.aembedding(input=body["input"], **kwargs)
 
+    def _optional_params(self, model: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``litellm.get_optional_params`` for an ``openai/`` model, memoized for scalar parameters.
+
+        The mapping is a function of the model and the parameters (and litellm's settings, fixed at
+        import), ~0.3-0.7 ms a call here; requests mostly repeat a few scalar settings (none,
+        ``temperature``, ``max_tokens``, ...). Anything else (tools, messages-like structures) is
+        mapped per call. The memo is bounded.
+        """
+        key = None
+        if all(type(v) in SCALARS for v in params.values()):
+            key = (model, *sorted((k, type(v).__name__, v) for k, v in params.items()))
+            if (hit := self._mapped.get(key)) is not None:
+                return {k: dict(v) if isinstance(v, dict) else v for k, v in hit.items()}
+        optional = litellm.get_optional_params(model=model, custom_llm_provider="openai", **params)
+        if key is not None:
+            if len(self._mapped) >= 1024:
+                self._mapped.clear()
+            self._mapped[key] = {k: dict(v) if isinstance(v, dict) else v for k, v in optional.items()}
+        return optional
+
     async def _chat_openai(self, d: DirectChat, body: dict[str, Any], stream: bool) -> Any:
         """A chat call through litellm's provider handlers, without ``litellm.acompletion`` around them.
 
@@ -198,8 +220,8 @@ class Forwarder:
         (non-streaming), litellm's callbacks, success logging and response-cost calculation (the
         gateway prices responses itself from ``model_info``). See docs/performance.md (Gateway).
         """
-        optional = litellm.get_optional_params(model=d.model, custom_llm_provider="openai", stream=stream,
-                                               **self._params(body))
+        params = self._params(body)
+        optional = self._optional_params(d.model, params)
         optional.pop("stream", None)
         stream_options = optional.pop("stream_options", None)
         messages = body["messages"]

@@ -100,3 +100,19 @@ def test_both_paths_classify_upstream_errors_alike(two_path_gateway, router, ups
     assert r.status_code == code, r.text
     metrics = httpx.get(two_path_gateway.url + "/metrics").text
     assert f'llm_router_upstream_errors_total{{kind="{kind}",served_model="{model}"}}' in metrics
+
+
+def test_mapped_parameters_are_memoized_per_value_and_type():
+    from gateway.forward import Forwarder
+
+    f = Forwarder.__new__(Forwarder)
+    f._mapped = {}
+    first = f._optional_params("m", {"temperature": 1, "user": "u"})
+    assert first["temperature"] == 1 and "user" not in first  # mapped like acompletion (drop_params drops it)
+    first["extra_body"]["x"] = 1  # a caller's changes never reach the memo
+    again = f._optional_params("m", {"temperature": 1, "user": "u"})
+    assert again == f._optional_params("m", {"user": "u", "temperature": 1}) and "x" not in again["extra_body"]
+    assert type(f._optional_params("m", {"temperature": 1.0})["temperature"]) is float
+    assert type(f._optional_params("m", {"temperature": 1})["temperature"]) is int
+    assert "tools" in f._optional_params("m", {"tools": [{"type": "function", "function": {"name": "f"}}]})
+    assert len(f._mapped) == 3  # the tools call was not memoized

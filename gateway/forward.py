@@ -58,7 +58,7 @@ DIRECT_KEYS = frozenset({"api_base", "api_key", "input_cost_per_token", "output_
 
 @dataclass(frozen=True)
 class DirectChat:
-    """A model whose chat calls go straight to litellm's OpenAI chat handler."""
+    """A model whose chat calls go straight to litellm's provider handlers (``Forwarder._chat_openai``)."""
 
     model: str  # without the ``openai/`` prefix, as litellm's handler takes it
     api_base: str

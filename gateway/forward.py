@@ -34,6 +34,8 @@ from .errors import GatewayError  # noqa: E402
 litellm.telemetry = False
 litellm.drop_params = True
 litellm.suppress_debug_info = True
+# litellm logs every call at INFO ("LiteLLM completion() model=..."): one line per request is noise
+logging.getLogger("LiteLLM").setLevel(logging.WARNING)
 log = logging.getLogger("gateway.forward")
 
 # request fields the gateway consumes itself

@@ -144,7 +144,7 @@ def load_shared(folder: str | Path, threshold: float = DEFAULT_THRESHOLD,
 
     ``text_field`` picks what is embedded: ``auto`` uses ``question`` when a record has it
     (few-shot prompts share a long prefix that would make a task's prompts look alike),
-    else ``prompt``. Exact duplicates of (task, text) are dropped, first kept.
+    else ``prompt``. Exact duplicates of (task, text) are dropped, first kept (:func:`dedupe`).
     """
     folder = Path(folder)
     rec_path = folder / "records.jsonl.gz"
@@ -210,7 +210,6 @@ def load_shared(folder: str | Path, threshold: float = DEFAULT_THRESHOLD,
             raise DataError(f"{rec['_where']}: prompt text must be a non-empty string")
         return val
 
-    seen: set[tuple[str, str]] = set()
     prompts: list[str] = []
     tasks: list[str] = []
     label_rows: list[np.ndarray] = []
@@ -220,10 +219,6 @@ def load_shared(folder: str | Path, threshold: float = DEFAULT_THRESHOLD,
     groups: dict[str, list[str]] = {k: [] for k in extra_fields if any(k in r for r in rows)}
     for rec in rows:
         text = text_of(rec)
-        key = (str(rec["task"]), text)
-        if key in seen:
-            continue
-        seen.add(key)
         lab = np.full(len(models), np.nan, dtype=np.float32)
         for m, v in rec["correct"].items():
             lab[col[m]] = binarise(v, threshold, f"{rec['_where']}: model {m!r}")
@@ -238,7 +233,7 @@ def load_shared(folder: str | Path, threshold: float = DEFAULT_THRESHOLD,
             cost_rows.append(c)
         for k in groups:
             groups[k].append(str(rec.get(k, rec["task"])))
-    return BenchmarkData(
+    return dedupe(BenchmarkData(
         name=folder.name,
         models=models,
         prompts=prompts,
@@ -247,7 +242,7 @@ def load_shared(folder: str | Path, threshold: float = DEFAULT_THRESHOLD,
         costs=np.vstack(cost_rows) if has_cost else None,
         groups={k: np.array(v, dtype=object) for k, v in groups.items()},
         model_info=model_info,
-    )
+    ))
 
 
 def load_routerbench_table(path: str | Path, threshold: float = DEFAULT_THRESHOLD) -> BenchmarkData:

@@ -119,20 +119,21 @@ class Router:
     def effective_costs(self, costs: np.ndarray | None) -> np.ndarray | None:
         return self.costs if costs is None else np.asarray(costs, dtype=np.float64)
 
+    def _params(self, epsilon: float | None, lam: float | None) -> RoutingParams:
+        """The router's params with the caller's cost knobs, where given."""
+        return self.params.with_costs(self.params.epsilon if epsilon is None else epsilon,
+                                      self.params.lam if lam is None else lam)
+
     def decide(self, agg: TaskAggregates, epsilon: float | None = None, lam: float | None = None,
                costs: np.ndarray | None = None) -> Decision:
         """The task's pick from its aggregates (knobs default to the router's own)."""
-        params = self.params.with_costs(self.params.epsilon if epsilon is None else epsilon,
-                                        self.params.lam if lam is None else lam)
         return decide_task(agg, self.models, self.u_train, self.p_train, self.bma,
-                           self.effective_costs(costs), params)
+                           self.effective_costs(costs), self._params(epsilon, lam))
 
     def decide_instance(self, g_row: np.ndarray, epsilon: float | None = None, lam: float | None = None,
                         costs: np.ndarray | None = None) -> Decision:
-        params = self.params.with_costs(self.params.epsilon if epsilon is None else epsilon,
-                                        self.params.lam if lam is None else lam)
         return decide_instance(np.asarray(g_row).ravel(), self.models, self.train_mean,
-                               self.effective_costs(costs), params)
+                               self.effective_costs(costs), self._params(epsilon, lam))
 
     def route_texts(self, texts: Sequence[str], encoder: Encoder, **knobs: Any) -> Decision:
         """Embed a task's prompts and decide (the CLI's ``route``)."""

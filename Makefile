@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ROUTER_DATA ?= ../shared/data/routerbench-subset
 PORT ?= 8000
 
-.PHONY: install test run clean
+.PHONY: install test lint run clean
 
 install: $(STAMP)
 
@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# ruff (pycodestyle, pyflakes) and mypy (strict for router_core), both configured in pyproject.toml
+LINT_PATHS := router_core
+lint: install
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(LINT_PATHS)
 
 run: install
 	$(VENV)/bin/llm-router demo --data $(ROUTER_DATA) --port $(PORT)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .decision import RoutingParams
-from .index import ExactIndex, HnswIndex
+from .index import ExactIndex, HnswIndex, NeighbourIndex
 from .router import Router
 
 FORMAT = 1
@@ -48,7 +48,7 @@ def save(router: Router, out: str | Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "vectors.npy", router.vectors)
     np.save(out / "labels.npy", router.labels)
-    extra: dict[str, np.ndarray] = {} if router.costs is None else {"costs": router.costs}
+    extra: dict[str, Any] = {} if router.costs is None else {"costs": router.costs}
     if router.agree is not None:
         extra["agree"] = router.agree.astype(np.float16)  # 0, 1 or NaN: exact in half precision
     # fixed-width strings: np.load(allow_pickle=False) reads them back
@@ -83,7 +83,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not mpath.exists():
         raise ArtifactError(f"{path}: not a router artifact (no {MANIFEST}); build one with 'llm-router build'")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest: dict[str, Any] = json.loads(mpath.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{mpath}:{exc.lineno}: {exc.msg}") from None
     if manifest.get("format") != FORMAT:
@@ -102,6 +102,7 @@ def load(path: str | Path, ef: int = 64) -> Router:
     labels = np.load(path / "labels.npy")
     z = np.load(path / "loto.npz", allow_pickle=False)
     n = int(manifest["n_prompts"])
+    index: NeighbourIndex
     if "index.bin" in manifest["files"]:
         index = HnswIndex.load(path / "index.bin", dim=int(manifest["dim"]), size=n, ef=ef)
     else:

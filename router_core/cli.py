@@ -8,19 +8,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 
 from . import artifact, data as data_mod
 from .data import DataError
 from .decision import RoutingParams
+from .scores import K_NEIGHBOURS
 
 app = typer.Typer(help="LLM routing with benchmark datasets (Shnitzer et al., 2023): build, evaluate, route, serve.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -36,13 +37,18 @@ def load_pool(paths: list[Path], threshold: float, text_field: str) -> data_mod.
 
 @app.command()
 def build(
-    data: list[Path] = typer.Option(..., "--data", help="Data folder (records.jsonl.gz + models.json) or RouterBench .csv/.pkl; repeatable."),
+    data: list[Path] = typer.Option(..., "--data", help="Data folder (records.jsonl.gz + models.json) or "
+                                                        "RouterBench .csv/.pkl; repeatable."),
     out: Path = typer.Option(..., "--out", help="Directory to write the router artifact to."),
     threshold: float = typer.Option(0.5, help="Graded correctness >= threshold counts as correct."),
-    text_field: str = typer.Option("auto", help="Record field to embed: auto (question if present, else prompt), prompt, question."),
-    k: int = typer.Option(5, help="Neighbours for the correctness predictor."),
-    p_estimator: str = typer.Option("nadaraya-watson", help="How the predictors' accuracy on a new task is estimated: nadaraya-watson (the paper) or local (see docs/method.md)."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory (default ROUTER_CACHE_DIR or ~/.cache/llm-router)."),
+    text_field: str = typer.Option("auto", help="Record field to embed: auto (question if present, else prompt), "
+                                                "prompt, question."),
+    k: int = typer.Option(K_NEIGHBOURS, help="Neighbours for the correctness predictor."),
+    p_estimator: str = typer.Option("nadaraya-watson", help="How the predictors' accuracy on a new task is "
+                                                            "estimated: nadaraya-watson (the paper) or local "
+                                                            "(see docs/method.md)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory (default ROUTER_CACHE_DIR or "
+                                                        "~/.cache/llm-router)."),
 ) -> None:
     """Embed the benchmark prompts, compute the leave-one-task-out targets and save a router."""
     from .embed import get_encoder
@@ -62,7 +68,8 @@ def build(
 @app.command()
 def route(
     router_dir: Path = typer.Option(..., "--router", help="Router artifact directory."),
-    prompts: Path = typer.Option(..., "--prompts", help="Prompts of one task: a text file (one per line) or JSONL with a 'prompt' field; '-' for stdin."),
+    prompts: Path = typer.Option(..., "--prompts", help="Prompts of one task: a text file (one per line) or "
+                                                        "JSONL with a 'prompt' field; '-' for stdin."),
     epsilon: Optional[float] = typer.Option(None, help="Cheapest model whose score is within epsilon of the best."),
     lam: Optional[float] = typer.Option(None, "--lambda", help="Maximise score - lambda * cost (USD per query)."),
     instance: bool = typer.Option(False, help="Also print the per-prompt (instance) pick of every prompt."),
@@ -91,7 +98,8 @@ def eval_cmd(
     data: list[Path] = typer.Option(..., "--data", help="Data folder or RouterBench table; repeatable (pooled)."),
     out: Path = typer.Option(..., "--out", help="Where to write the JSON report."),
     plots: Optional[Path] = typer.Option(None, help="Directory for PNG figures."),
-    alpha: float = typer.Option(0.0, help="Fraction of each held-out task's prompts (max 50) whose labels join the pool."),
+    alpha: float = typer.Option(0.0, help="Fraction of each held-out task's prompts (max 50) whose labels "
+                                          "join the pool."),
     repeats: int = typer.Option(1, help="Repetitions (re-draws the alpha samples and the fallback seed)."),
     epsilon: Optional[float] = typer.Option(None, help="Cost knob: cheapest model within epsilon of the best score."),
     lam: Optional[float] = typer.Option(None, "--lambda", help="Cost knob: maximise score - lambda * cost."),
@@ -111,7 +119,8 @@ def eval_cmd(
     except DataError as exc:
         _fail(str(exc))
     if len(pool.task_names) < 3:
-        _fail(f"{pool.name}: leave-one-task-out needs at least 3 tasks by {holdout_field!r}, found {len(pool.task_names)}")
+        _fail(f"{pool.name}: leave-one-task-out needs at least 3 tasks by {holdout_field!r}, "
+              f"found {len(pool.task_names)}")
     vectors = get_encoder(cache_dir).encode(pool.prompts, progress=True)
     params = RoutingParams(seed=seed, epsilon=epsilon, lam=lam)
     report = evaluate(pool, vectors, params, alpha=alpha, repeats=repeats, seed=seed)
@@ -144,7 +153,3 @@ def read_prompts(path: Path) -> list[str]:
         else:
             out.append(line)
     return out
-
-
-def main() -> None:
-    app()

@@ -7,7 +7,7 @@ explains it in headers and bodies, the evaluation reads its picks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -16,6 +16,10 @@ from .state import TaskAggregates
 
 
 P_ESTIMATORS = ("nadaraya-watson", "local")
+# how a decision was reached: the task-level S3 pick, its fallback to the best model on average,
+# the per-prompt argmax; and two a gateway makes without scores: the best model on average for a
+# prompt without a task ("BMA"), and a model the caller named ("explicit")
+Method = Literal["S3", "BMA-fallback", "instance", "BMA", "explicit"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class Decision:
     """Which model serves, why, and the numbers behind it."""
 
     model: str
-    method: str  # "S3" | "BMA-fallback" | "instance"
+    method: Method
     models: Sequence[str]
     ranking: list[str]  # every model, best first: the fallback order for forwarding
     n: int = 1
@@ -117,7 +121,7 @@ def decide_task(agg: TaskAggregates, models: Sequence[str], u_train: np.ndarray,
     s3 = ts.s3 if p_override is None else sc.s3_from_s2(ts.s2, p)
     pick = sc.cost_aware_choice(s3, costs, params.epsilon, params.lam)
     argmax_pick = pick
-    method = "S3"
+    method: Method = "S3"
     prob = None
     if params.fallback and pick != bma:
         margin = sc.fallback_margin(agg.n, pick, bma, costs, params.epsilon, params.lam)

@@ -12,16 +12,19 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tqdm import tqdm as Tqdm
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 CACHE_ENV = "ROUTER_CACHE_DIR"
 CHUNK = 1024  # texts embedded between two cache writes
 
 
-def _progress(total: int):  # tqdm ships with sentence-transformers' dependencies
+def _progress(total: int) -> Tqdm[Any]:  # tqdm ships with sentence-transformers' dependencies
     from tqdm import tqdm
 
     return tqdm(total=total, desc="embedding", unit="prompt")

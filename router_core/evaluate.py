@@ -108,7 +108,10 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         "BMA": bma,
         "Oracle": int(np.nanargmax(true_acc)),
     }
-    model_arr = lambda dd: np.array([dd[m] for m in data.models])  # noqa: E731
+
+    def model_arr(dd: dict[str, float]) -> np.ndarray:
+        return np.array([dd[m] for m in data.models])
+
     return HeldOut(table.task_names[d], int(len(rows)), float(agg.sum_u / agg.n), true_acc, s1v, s2v,
                    model_arr(dec.s3), model_arr(dec.p_hat), model_arr(dec.p_std), p_true, p_loc, picks)
 
@@ -125,7 +128,7 @@ def _corr(a: np.ndarray, b: np.ndarray, rank: bool) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _nanmean(xs: Sequence[float]) -> float | None:
+def _nanmean(xs: Sequence[float | None]) -> float | None:
     arr = np.array([x for x in xs if x is not None and not np.isnan(x)], dtype=float)
     return float(arr.mean()) if len(arr) else None
 
@@ -155,7 +158,7 @@ def summarise(runs: list[list[HeldOut]], models: Sequence[str], task_costs: np.n
                                  "mean_cost": float(np.mean(cost)) if cost else None,
                                  "picks_bma": float(np.mean(is_bma))}
         if size and all(s is not None for s in size):
-            entry["mean_params_b"] = float(np.mean(size))
+            entry["mean_params_b"] = float(np.mean([s for s in size if s is not None]))
         if pear:
             entry["pearson"] = _nanmean(pear)
             entry["spearman"] = _nanmean(spear)
@@ -183,7 +186,10 @@ def evaluate(data: BenchmarkData, vectors: np.ndarray, params: RoutingParams | N
         task_costs = np.vstack([np.nanmean(data.costs[table.task_of == d], axis=0) for d in range(D)])
     params_b = _params_b(data)
     first = runs[0]
-    named = lambda arr: {m: _round(v) for m, v in zip(data.models, arr)}  # noqa: E731
+
+    def named(arr: np.ndarray) -> dict[str, float | None]:
+        return {m: _round(v) for m, v in zip(data.models, arr)}
+
     tasks = [{
         "task": h.task, "n": h.n, "u": _round(h.u), "true_accuracy": named(h.true_accuracy),
         "scores": {"S1": named(h.s1), "S2": named(h.s2), "S3": named(h.s3)},
@@ -208,6 +214,7 @@ def evaluate(data: BenchmarkData, vectors: np.ndarray, params: RoutingParams | N
 def cost_curve(data: BenchmarkData, vectors: np.ndarray, table: loto.LotoTable, params: RoutingParams,
                costs: np.ndarray, points: int = 12) -> list[dict[str, float]]:
     """Accuracy and mean cost of the S3 pick over a sweep of the lambda knob (alpha = 0)."""
+    assert data.costs is not None  # mean_cost() gave ``costs``
     spread = float(np.nanmax(costs) - np.nanmin(costs))
     if spread <= 0:
         return []
@@ -233,7 +240,7 @@ def _params_b(data: BenchmarkData) -> np.ndarray | None:
     return np.array([np.nan if v is None else float(v) for v in vals])
 
 
-def _round(x: float) -> float | None:
+def _round(x: float | None) -> float | None:
     return None if x is None or np.isnan(x) else round(float(x), 6)
 
 

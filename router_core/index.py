@@ -9,9 +9,12 @@ LOTO targets computed when a router is built.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import hnswlib
 
 
 class NeighbourIndex(Protocol):
@@ -51,7 +54,7 @@ class ExactIndex:
 class HnswIndex:
     """hnswlib cosine index; ``ef`` trades recall for latency."""
 
-    def __init__(self, index: "object", size: int) -> None:
+    def __init__(self, index: hnswlib.Index, size: int) -> None:
         self._index = index
         self.size = size
 
@@ -80,9 +83,6 @@ class HnswIndex:
 
     def save(self, path: str | Path) -> None:
         self._index.save_index(str(path))
-
-    def set_ef(self, ef: int) -> None:
-        self._index.set_ef(ef)
 
     def query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.atleast_2d(np.asarray(vectors, dtype=np.float32))

@@ -8,6 +8,7 @@ whole pool, with a prompt's own task masked out, gives all of them at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def task_accuracy(labels: np.ndarray, task_of: np.ndarray, n_tasks: int) -> np.n
 
 def model_means(labels: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
-        return np.nan_to_num(np.nanmean(labels, axis=0), nan=0.0)
+        return cast(np.ndarray, np.nan_to_num(np.nanmean(labels, axis=0), nan=0.0))
 
 
 def compute(vectors: np.ndarray, tasks: np.ndarray, labels: np.ndarray, k: int = sc.K_NEIGHBOURS,

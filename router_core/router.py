@@ -12,7 +12,7 @@ It is built by :func:`build_router` and persisted by :mod:`router_core.artifact`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -134,10 +134,6 @@ class Router:
                         costs: np.ndarray | None = None) -> Decision:
         return decide_instance(np.asarray(g_row).ravel(), self.models, self.train_mean,
                                self.effective_costs(costs), self._params(epsilon, lam))
-
-    def route_texts(self, texts: Sequence[str], encoder: Encoder, **knobs: Any) -> Decision:
-        """Embed a task's prompts and decide (the CLI's ``route``)."""
-        return self.decide(self.aggregate(encoder.encode(list(texts))), **knobs)
 
     def summary(self) -> dict[str, Any]:
         return {"version": self.version, "models": list(self.models), "prompts": int(len(self.labels)),

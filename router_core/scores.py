@@ -7,6 +7,7 @@ Nothing here embeds, searches or reads files, so every function can be checked b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -45,17 +46,17 @@ def threshold(g: np.ndarray) -> np.ndarray:
 
 def s1(g: np.ndarray) -> np.ndarray:
     """S1(m) = mean_i g_m(x_i)."""
-    return g.mean(axis=0)
+    return cast(np.ndarray, g.mean(axis=0))
 
 
 def s2(g: np.ndarray) -> np.ndarray:
     """S2(m) = mean_i gbar_m(x_i)."""
-    return threshold(g).mean(axis=0)
+    return cast(np.ndarray, threshold(g).mean(axis=0))
 
 
 def s3_from_s2(s2_scores: np.ndarray, p: np.ndarray) -> np.ndarray:
     """S3(m) = p S2 + (1 - p)(1 - S2): the expected accuracy when gbar is right w.p. p."""
-    return p * s2_scores + (1.0 - p) * (1.0 - s2_scores)
+    return cast(np.ndarray, p * s2_scores + (1.0 - p) * (1.0 - s2_scores))
 
 
 def s3(g: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -64,7 +65,7 @@ def s3(g: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def prompt_distance(neighbour_dists: np.ndarray, k: int = U_NEIGHBOURS) -> np.ndarray:
     """Each prompt's mean cosine distance to its ``k`` nearest pool prompts; u(d) is their mean."""
-    return neighbour_dists[:, :k].mean(axis=1).astype(np.float64)
+    return cast(np.ndarray, neighbour_dists[:, :k].mean(axis=1).astype(np.float64))
 
 
 def predictor_accuracy(g: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .calibration import Calibration
 from .decision import RoutingParams
 from .index import ExactIndex, HnswIndex, NeighbourIndex
 from .router import Router
@@ -64,12 +65,14 @@ def save(router: Router, out: str | Path) -> str:
         index_file.unlink()
     hashes = {f: _sha256(out / f) for f in files}
     meta = {k: v for k, v in router.meta.items() if k != "version"}
-    content = json.dumps({"models": router.models, "params": router.params.to_dict(),
+    calibration = None if router.calibration is None else router.calibration.to_dict()
+    content = json.dumps({"models": router.models, "params": router.params.to_dict(), "calibration": calibration,
                           "bma": router.bma, "files": {k: v for k, v in hashes.items() if k != "index.bin"}},
                          sort_keys=True)
     version = hashlib.sha256(content.encode()).hexdigest()[:12]
     manifest = {"format": FORMAT, "version": version, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "models": router.models, "bma": router.bma, "params": router.params.to_dict(),
+                "calibration": calibration,
                 "n_prompts": int(len(router.labels)), "n_tasks": len(router.task_names),
                 "dim": int(router.vectors.shape[1]), "meta": meta, "files": hashes}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
@@ -107,7 +110,10 @@ def load(path: str | Path, ef: int = 64) -> Router:
         index = HnswIndex.load(path / "index.bin", dim=int(manifest["dim"]), size=n, ef=ef)
     else:
         index = ExactIndex(vectors)
-    params = RoutingParams(**manifest["params"])
+    stored = dict(manifest["params"])
+    stored.setdefault("method", "paper")  # artifacts from before the calibrated method
+    params = RoutingParams(**stored)
+    calibration = manifest.get("calibration")
     meta = dict(manifest.get("meta", {}))
     meta["version"] = manifest["version"]
     return Router(models=list(manifest["models"]), vectors=vectors, labels=labels,
@@ -115,4 +121,5 @@ def load(path: str | Path, ef: int = 64) -> Router:
                   u_train=z["u_train"], p_train=z["p_train"], task_accuracy=z["task_accuracy"],
                   train_mean=z["train_mean"], bma=int(manifest["bma"]),
                   costs=z["costs"] if "costs" in z.files else None, params=params, index=index, meta=meta,
+                  calibration=None if calibration is None else Calibration.from_dict(calibration),
                   agree=z["agree"].astype(np.float32) if "agree" in z.files else None)

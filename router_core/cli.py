@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn, Optional
 
@@ -14,11 +15,23 @@ import typer
 
 from . import artifact, data as data_mod
 from .data import DataError
-from .decision import RoutingParams
+from .decision import DEFAULT_METHOD, METHODS, RoutingParams
 from .scores import K_NEIGHBOURS
 
 app = typer.Typer(help="LLM routing with benchmark datasets (Shnitzer et al., 2023): build, evaluate, route, serve.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+METHOD_HELP = (f"Task-level method: {' or '.join(METHODS)} (default {DEFAULT_METHOD}; 'paper' is Shnitzer et "
+               "al.'s S3 with the eta fallback, exactly; see docs/method.md).")
+
+
+def _method(value: str) -> str:
+    if value == "default":
+        return DEFAULT_METHOD
+    if value not in METHODS:
+        _fail(f"--method must be one of default, {', '.join(METHODS)}; not {value!r}")
+    return value
 
 
 def _fail(msg: str) -> NoReturn:
@@ -44,6 +57,7 @@ def build(
     text_field: str = typer.Option("auto", help="Record field to embed: auto (question if present, else prompt), "
                                                 "prompt, question."),
     k: int = typer.Option(K_NEIGHBOURS, help="Neighbours for the correctness predictor."),
+    method: str = typer.Option("default", help=METHOD_HELP),
     p_estimator: str = typer.Option("nadaraya-watson", help="How the predictors' accuracy on a new task is "
                                                             "estimated: nadaraya-watson (the paper) or local "
                                                             "(see docs/method.md)."),
@@ -57,7 +71,7 @@ def build(
     pool = load_pool(data, threshold, text_field)
     typer.echo(f"{pool.name}: {len(pool)} prompts, {len(pool.task_names)} tasks, {len(pool.models)} models", err=True)
     try:
-        params = RoutingParams(k=k, p_estimator=p_estimator)
+        params = RoutingParams(method=_method(method), k=k, p_estimator=p_estimator)
         router = build_router(pool, get_encoder(cache_dir), params, progress=True, text_field=text_field)
     except ValueError as exc:
         _fail(str(exc))
@@ -73,6 +87,7 @@ def route(
     epsilon: Optional[float] = typer.Option(None, help="Cheapest model whose score is within epsilon of the best."),
     lam: Optional[float] = typer.Option(None, "--lambda", help="Maximise score - lambda * cost (USD per query)."),
     instance: bool = typer.Option(False, help="Also print the per-prompt (instance) pick of every prompt."),
+    method: Optional[str] = typer.Option(None, help="Override the router's method: " + METHOD_HELP),
 ) -> None:
     """Print the decision and scores for a file of prompts from one task, as JSON."""
     from .embed import get_encoder
@@ -85,6 +100,11 @@ def route(
     if not texts:
         _fail(f"{prompts}: no prompts")
     vectors = get_encoder().encode(texts)
+    if method is not None:
+        chosen = _method(method)
+        if chosen == "calibrated" and router.calibration is None:
+            _fail(f"{router_dir} was built with --method paper and has no calibration; rebuild it to use {chosen}")
+        router.params = replace(router.params, method=chosen)
     decision = router.decide(router.aggregate(vectors), epsilon=epsilon, lam=lam)
     out = {"router": router.version, "decision": decision.to_dict()}
     if instance:
@@ -107,6 +127,7 @@ def eval_cmd(
     threshold: float = typer.Option(0.5, help="Graded correctness >= threshold counts as correct."),
     text_field: str = typer.Option("auto", help="Record field to embed."),
     seed: int = typer.Option(0, help="Seed of the fallback simulation and the alpha draws."),
+    method: str = typer.Option("default", help="Which method's picks are reported as 'default': " + METHOD_HELP),
     cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory."),
 ) -> None:
     """Leave-one-task-out evaluation (the paper's Table 1); writes a JSON report and prints a table."""
@@ -122,7 +143,7 @@ def eval_cmd(
         _fail(f"{pool.name}: leave-one-task-out needs at least 3 tasks by {holdout_field!r}, "
               f"found {len(pool.task_names)}")
     vectors = get_encoder(cache_dir).encode(pool.prompts, progress=True)
-    params = RoutingParams(seed=seed, epsilon=epsilon, lam=lam)
+    params = RoutingParams(method=_method(method), seed=seed, epsilon=epsilon, lam=lam)
     report = evaluate(pool, vectors, params, alpha=alpha, repeats=repeats, seed=seed)
     report["holdout_field"] = holdout_field
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""The decision record, and the two ways to reach one: per task (S3 + BMA fallback) and per prompt.
+"""The decision record, and the ways to reach one: per task (the calibrated default, or the paper's
+S3 + BMA fallback) and per prompt.
 
 :class:`Decision` is the one shape every caller sees: the CLI prints it, the gateway caches it and
 explains it in headers and bodies, the evaluation reads its picks.
@@ -11,21 +12,32 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from . import calibration as cal
 from . import scores as sc
 from .state import TaskAggregates
 
 
 P_ESTIMATORS = ("nadaraya-watson", "local")
+# the task-level methods: "calibrated" (the default: expected accuracy from scores calibrated on the
+# pool's held-out tasks, router_core.calibration) and "paper" (S3 with the eta fallback, exactly as
+# Shnitzer et al.)
+METHODS = ("calibrated", "paper")
+DEFAULT_METHOD = "calibrated"
+# the scores the calibrated method reads, chosen by the rule in docs/results.md
+DEFAULT_FEATURES: tuple[str, ...] = ("s1",)
+FEATURES = ("s1", "s2", "s3_local")
 # how a decision was reached: the task-level S3 pick, its fallback to the best model on average,
 # the per-prompt argmax; and two a gateway makes without scores: the best model on average for a
 # prompt without a task ("BMA"), and a model the caller named ("explicit")
-Method = Literal["S3", "BMA-fallback", "instance", "BMA", "explicit"]
+Method = Literal["calibrated", "S3", "BMA-fallback", "instance", "BMA", "explicit"]
 
 
 @dataclass(frozen=True)
 class RoutingParams:
-    """The method's knobs; defaults are the paper's (see docs/method.md)."""
+    """The method's knobs (see docs/method.md); the paper's defaults for k, u_k, h and eta."""
 
+    method: str = DEFAULT_METHOD  # "calibrated" | "paper"
+    features: tuple[str, ...] = DEFAULT_FEATURES  # scores the calibrated method reads
     k: int = sc.K_NEIGHBOURS
     u_k: int = sc.U_NEIGHBOURS
     bandwidth: float = sc.BANDWIDTH
@@ -40,6 +52,12 @@ class RoutingParams:
     p_estimator: str = "nadaraya-watson"
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        object.__setattr__(self, "features", tuple(self.features))  # a JSON list reads back as a tuple
+        bad = [f for f in self.features if f not in FEATURES]
+        if bad or not self.features:
+            raise ValueError(f"features must be a non-empty subset of {', '.join(FEATURES)}, not {list(self.features)}")
         if self.p_estimator not in P_ESTIMATORS:
             raise ValueError(f"p_estimator must be one of {', '.join(P_ESTIMATORS)}, not {self.p_estimator!r}")
 
@@ -47,7 +65,9 @@ class RoutingParams:
         return replace(self, epsilon=epsilon, lam=lam)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["features"] = list(self.features)
+        return out
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,7 @@ class Decision:
     s3: dict[str, float] = field(default_factory=dict)
     p_hat: dict[str, float] = field(default_factory=dict)
     p_std: dict[str, float] = field(default_factory=dict)
+    expected: dict[str, float] = field(default_factory=dict)  # calibrated: expected accuracy per model
     g: dict[str, float] = field(default_factory=dict)  # per-instance decisions only
     argmax_model: str | None = None  # the score's pick before the fallback
     bma: str | None = None
@@ -72,7 +93,9 @@ class Decision:
 
     @property
     def scores(self) -> dict[str, float]:
-        """The score the pick was made on (S3 for tasks, g for single prompts)."""
+        """The score the pick was made on (expected accuracy, S3, or g for single prompts)."""
+        if self.method == "calibrated":
+            return self.expected
         return self.s3 if self.method != "instance" else self.g
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +105,7 @@ class Decision:
             val = getattr(self, key)
             if val is not None:
                 out[key] = val
-        for key in ("s1", "s2", "s3", "p_hat", "p_std", "g"):
+        for key in ("expected", "s1", "s2", "s3", "p_hat", "p_std", "g"):
             val = getattr(self, key)
             if val:
                 out[key] = val
@@ -93,7 +116,8 @@ class Decision:
         return cls(model=d["model"], method=d["method"], models=list(d.get("ranking", [])),
                    ranking=list(d.get("ranking", [])), n=int(d.get("n", 1)), u=d.get("u"),
                    s1=d.get("s1", {}), s2=d.get("s2", {}), s3=d.get("s3", {}),
-                   p_hat=d.get("p_hat", {}), p_std=d.get("p_std", {}), g=d.get("g", {}),
+                   p_hat=d.get("p_hat", {}), p_std=d.get("p_std", {}), expected=d.get("expected", {}),
+                   g=d.get("g", {}),
                    argmax_model=d.get("argmax_model"), bma=d.get("bma"),
                    prob_beats_bma=d.get("prob_beats_bma"))
 
@@ -134,6 +158,41 @@ def decide_task(agg: TaskAggregates, models: Sequence[str], u_train: np.ndarray,
                     s1=_named(models, ts.s1), s2=_named(models, ts.s2), s3=_named(models, s3),
                     p_hat=_named(models, p), p_std=_named(models, ts.p_std),
                     argmax_model=models[argmax_pick], bma=models[bma], prob_beats_bma=prob)
+
+
+def task_features(agg: TaskAggregates, p_local: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The calibrated method's scores of one task from its running sums (router_core.loto.TaskFeatures)."""
+    s2 = agg.sum_gbar / agg.n
+    if p_local is None:
+        p_local = agg.sum_pl / agg.n if agg.sum_pl is not None else np.full(len(s2), np.nan)
+    return {"s1": agg.sum_g / agg.n, "s2": s2, "s3_local": sc.s3_from_s2(s2, p_local)}
+
+
+def decide_calibrated(agg: TaskAggregates, models: Sequence[str], calibration: cal.Calibration,
+                      u_train: np.ndarray, p_train: np.ndarray, bma: int, costs: np.ndarray | None,
+                      params: RoutingParams, labelled: tuple[np.ndarray, np.ndarray] | None = None) -> Decision:
+    """The default task-level pick: the highest expected accuracy (under the cost knobs).
+
+    ``labelled``: (correct, counted) per model from labelled prompts of this task, which update
+    the expected accuracies as direct evidence (calibration.with_labels).
+    """
+    if agg.n <= 0:
+        raise ValueError("a task needs at least one prompt")
+    ts = sc.task_scores(agg.n, agg.sum_g, agg.sum_gbar, agg.sum_u, u_train, p_train, params.bandwidth)
+    feats = task_features(agg)
+    x = np.stack([feats[f] for f in calibration.features])
+    expected = cal.expected_accuracy(calibration, x)
+    if labelled is not None:
+        expected = cal.with_labels(expected, calibration.sigma, labelled[0], labelled[1])
+    pick = sc.cost_aware_choice(expected, costs, params.epsilon, params.lam)
+    # its reliability estimate: the local one where the sums keep it, else the paper's
+    p = agg.sum_pl / agg.n if agg.sum_pl is not None else ts.p_hat
+    return Decision(model=models[pick], method="calibrated", models=list(models),
+                    ranking=_ranking(models, pick, expected), n=agg.n, u=round(ts.u, 6),
+                    s1=_named(models, ts.s1), s2=_named(models, ts.s2), s3=_named(models, ts.s3),
+                    p_hat=_named(models, p), p_std=_named(models, ts.p_std),
+                    expected=_named(models, expected), argmax_model=models[cal.best(expected)],
+                    bma=models[bma])
 
 
 def decide_instance(g_row: np.ndarray, models: Sequence[str], train_mean: np.ndarray,

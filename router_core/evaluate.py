@@ -4,6 +4,9 @@ Each benchmark task in turn is the "new" task: its prompts are scored by a route
 every other task (one exact masked search gives all of these at once, see :mod:`loto`); the
 p_hat smoother and BMA see only the other tasks. Methods compared per held-out task:
 
+* default: the shipped decision (router_core.calibration: expected accuracy from scores calibrated on
+  the training tasks; fitted per held-out task on a pool from which that task is removed
+  everywhere, :class:`loto.Worlds`, so its labels reach neither the scores nor the fit);
 * S1, S2, S3 (S3 after the eta fallback to BMA), S3 with the true predictor accuracy p;
 * BMA (best model on average over the training tasks) and the Oracle (best model on the task).
 
@@ -19,13 +22,31 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import calibration as cal
 from . import loto
 from . import scores as sc
 from .data import BenchmarkData
-from .decision import RoutingParams, decide_task
+from .decision import RoutingParams, decide_calibrated, decide_task
 from .state import TaskAggregates
 
-METHODS = ("S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
+METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S1", "S2", "S3", "S3_local_p", "S3_true_p",
+           "BMA", "Oracle")
+# the candidates for the default (docs/results.md, "How the default is chosen"), all scored without the
+# held-out task's labels anywhere: the paper's S3 with its p_hat targets from the nested pool
+# (S3_nested), the calibrated expected accuracy with its strength chosen by inner leave-one-task-out,
+# and the same at full strength
+CANDIDATES = ("S3_nested", "calibrated", "calibrated_full")
+PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
+CANDIDATE_METHOD = {"S3_nested": "paper", "calibrated": "calibrated", "calibrated_full": "calibrated"}
+
+
+@dataclass
+class Nested:
+    """What the held-out task's own evaluation may use: fits and targets from a pool without it."""
+
+    calibrations: dict[str, cal.Calibration]
+    u: np.ndarray  # (D,) task descriptors in that pool (the held-out row unused)
+    p: np.ndarray  # (D, M) p(d, m) targets in that pool
 MAX_LABELLED = 50
 
 
@@ -45,6 +66,7 @@ class HeldOut:
     p_true: np.ndarray
     p_local: np.ndarray
     picks: dict[str, int]
+    expected: np.ndarray  # the default's expected accuracy per model
 
 
 def _labelled_rows(rows: np.ndarray, alpha: float, rng: np.random.Generator) -> np.ndarray:
@@ -69,9 +91,28 @@ def _with_labelled(table: loto.LotoTable, vectors: np.ndarray, labels: np.ndarra
     return g, sc.prompt_distance(d2, params.u_k)
 
 
+def default_calibrations(data: BenchmarkData, vectors: np.ndarray, params: RoutingParams,
+                         table: loto.LotoTable) -> list[Nested]:
+    """The calibrated method's fits for each held-out task, on a pool without that task anywhere:
+    ``calibrated`` (strength by inner leave-one-task-out) and ``calibrated_full`` (strength 1)."""
+    worlds = loto.Worlds(vectors, data.tasks, data.labels, params.k, params.u_k)
+    if worlds.names != table.task_names:
+        raise AssertionError("task order differs between the LOTO table and its nested worlds")
+    out = []
+    for b in range(len(table.task_names)):
+        feats = worlds.features(b)
+        rows = np.ones(len(table.task_names), dtype=bool)
+        rows[b] = False
+        x = {f: feats.get(f) for f in params.features}
+        fits = {"calibrated": cal.fit(x, feats.accuracy, params.features, rows=rows),
+                "calibrated_full": cal.fit(x, feats.accuracy, params.features, strengths=(1.0,), rows=rows)}
+        out.append(Nested(fits, feats.u, feats.p))
+    return out
+
+
 def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.ndarray,
              params: RoutingParams, costs: np.ndarray | None, alpha: float, rng: np.random.Generator,
-             seed: int) -> HeldOut:
+             seed: int, nested: Nested | None = None) -> HeldOut:
     """Route task ``d`` with every other task as the training pool."""
     rows = table.rows(d)
     train = np.array([t for t in range(len(table.task_names)) if t != d])
@@ -93,13 +134,26 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
     p_nw = np.array([dec.p_hat[m] for m in data.models])
     p_loc = sc.local_predictor_accuracy(table.ids[rows_eval, : params.u_k], table.agree, p_nw).mean(axis=0)
     dec_loc = decide_task(agg, data.models, u_train, p_train, bma, costs, p_params, p_override=p_loc)
+    labelled = None
+    if len(lab_rows):
+        lab = data.labels[lab_rows]
+        labelled = (np.nansum(lab, axis=0), (~np.isnan(lab)).sum(axis=0).astype(np.float64))
+    calibrated = {}
+    agg_loc = TaskAggregates(agg.n, agg.sum_g, agg.sum_gbar, agg.sum_u, p_loc * agg.n)
+    for name, fit in (nested.calibrations if nested else {}).items():
+        calibrated[name] = decide_calibrated(agg_loc, data.models, fit, u_train, p_train, bma, costs,
+                                             replace(params, seed=seed), labelled=labelled)
     p_true = sc.predictor_accuracy(g, eval_labels)
     p_true_filled = np.where(np.isnan(p_true), 0.5, p_true)
     true_acc = table.accuracy[d]
     idx = {m: i for i, m in enumerate(data.models)}
     s1v, s2v = agg.sum_g / agg.n, agg.sum_gbar / agg.n
     s3_true = sc.s3_from_s2(s2v, p_true_filled)
+    if nested is not None:
+        dec_nested = decide_task(agg, data.models, nested.u[train], nested.p[train], bma, costs, p_params)
+        calibrated["S3_nested"] = dec_nested
     picks = {
+        **{name: idx[d.model] for name, d in calibrated.items()},
         "S1": sc.cost_aware_choice(s1v, costs, params.epsilon, params.lam),
         "S2": sc.cost_aware_choice(s2v, costs, params.epsilon, params.lam),
         "S3": idx[dec.model],
@@ -108,12 +162,17 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         "BMA": bma,
         "Oracle": int(np.nanargmax(true_acc)),
     }
+    picks["default"] = picks[PICK_OF_METHOD[params.method]]
+    picks = {m: picks[m] for m in METHODS if m in picks}
 
     def model_arr(dd: dict[str, float]) -> np.ndarray:
         return np.array([dd[m] for m in data.models])
 
+    expected = model_arr(calibrated["calibrated"].expected) if "calibrated" in calibrated else model_arr(dec.s3)
+    calibrated.pop("S3_nested", None)
     return HeldOut(table.task_names[d], int(len(rows)), float(agg.sum_u / agg.n), true_acc, s1v, s2v,
-                   model_arr(dec.s3), model_arr(dec.p_hat), model_arr(dec.p_std), p_true, p_loc, picks)
+                   model_arr(dec.s3), model_arr(dec.p_hat), model_arr(dec.p_std), p_true, p_loc, picks,
+                   expected)
 
 
 def _corr(a: np.ndarray, b: np.ndarray, rank: bool) -> float:
@@ -134,10 +193,12 @@ def _nanmean(xs: Sequence[float | None]) -> float | None:
 
 
 def summarise(runs: list[list[HeldOut]], models: Sequence[str], task_costs: np.ndarray | None,
-              params_b: np.ndarray | None) -> dict[str, Any]:
+              params_b: np.ndarray | None, method_of_default: str = "calibrated") -> dict[str, Any]:
     """Per-method figures averaged over tasks, then over repeats."""
     out: dict[str, Any] = {}
     for method in METHODS:
+        if method not in runs[0][0].picks:
+            continue
         acc, ratio, cost, size, is_bma, pear, spear = [], [], [], [], [], [], []
         for run in runs:
             a = [h.true_accuracy[h.picks[method]] for h in run]
@@ -150,7 +211,8 @@ def summarise(runs: list[list[HeldOut]], models: Sequence[str], task_costs: np.n
             if params_b is not None:  # only where every pick's size is known (closed models have none)
                 sizes = [params_b[h.picks[method]] for h in run]
                 size.append(None if any(np.isnan(x) for x in sizes) else float(np.mean(sizes)))
-            score_of = {"S1": "s1", "S2": "s2", "S3": "s3"}.get(method)
+            score_of = {"default": "expected" if PICK_OF_METHOD.get(method_of_default) == "calibrated" else "s3",
+                        "calibrated": "expected", "S1": "s1", "S2": "s2", "S3": "s3"}.get(method)
             if score_of:
                 pear.append(_nanmean([_corr(getattr(h, score_of), h.true_accuracy, False) for h in run]))
                 spear.append(_nanmean([_corr(getattr(h, score_of), h.true_accuracy, True) for h in run]))
@@ -175,10 +237,12 @@ def evaluate(data: BenchmarkData, vectors: np.ndarray, params: RoutingParams | N
     table = table or loto.compute(vectors, data.tasks, data.labels, params.k, params.u_k)
     costs = data.mean_cost()
     D = len(table.task_names)
+    cals = default_calibrations(data, vectors, params, table)
     runs: list[list[HeldOut]] = []
     for r in range(max(1, repeats)):
         rng = np.random.default_rng(seed + r)
-        runs.append([held_out(d, table, data, vectors, params, costs, alpha, rng, seed + r) for d in range(D)])
+        runs.append([held_out(d, table, data, vectors, params, costs, alpha, rng, seed + r, cals[d])
+                     for d in range(D)])
         if progress:
             progress(f"repeat {r + 1}/{repeats} done")
     task_costs = None
@@ -192,27 +256,83 @@ def evaluate(data: BenchmarkData, vectors: np.ndarray, params: RoutingParams | N
 
     tasks = [{
         "task": h.task, "n": h.n, "u": _round(h.u), "true_accuracy": named(h.true_accuracy),
-        "scores": {"S1": named(h.s1), "S2": named(h.s2), "S3": named(h.s3)},
+        "scores": {"calibrated": named(h.expected), "S1": named(h.s1), "S2": named(h.s2), "S3": named(h.s3)},
         "p_hat": named(h.p_hat), "p_std": named(h.p_std), "p_true": named(h.p_true),
         "p_local": named(h.p_local),
         "picks": {k: data.models[v] for k, v in h.picks.items()},
     } for h in first]
     mae = [float(np.nanmean(np.abs(h.p_hat - h.p_true))) for run in runs for h in run]
     mae_loc = [float(np.nanmean(np.abs(h.p_local - h.p_true))) for run in runs for h in run]
+    # the default's reliability estimate is the local one (docs/method.md)
     report: dict[str, Any] = {
         "dataset": data.name, "models": list(data.models), "n_tasks": D, "n_prompts": int(len(data)),
         "alpha": alpha, "repeats": max(1, repeats), "params": params.to_dict(),
-        "tasks": tasks, "methods": summarise(runs, data.models, task_costs, params_b),
+        "tasks": tasks, "methods": summarise(runs, data.models, task_costs, params_b, params.method),
         "p_hat_mae": float(np.nanmean(mae)),
         "p_local_mae": float(np.nanmean(mae_loc)),
+        # the default's own reliability estimate: local for the calibrated method, p_hat for the paper's
+        "p_default_mae": float(np.nanmean(mae_loc if params.method == "calibrated" else mae)),
     }
+    report["default_method"] = {
+        "method": params.method, "same_as": PICK_OF_METHOD[params.method], "features": list(params.features),
+        "calibrated_strengths": [c.calibrations["calibrated"].strength for c in cals],
+        "calibrated_beta": [[float(x) for x in c.calibrations["calibrated"].beta] for c in cals]}
     if costs is not None:
-        report["cost_curve"] = cost_curve(data, vectors, table, params, costs)
+        report["cost_curve"] = cost_curve(data, vectors, table, params, costs, cals)
+    sizes = size_costs(data)
+    stand_in = task_costs if task_costs is not None else (None if sizes is None else np.tile(sizes, (D, 1)))
+    if stand_in is not None:
+        report["default_cost_curve"] = default_cost_curve(first, stand_in, task_costs is None, params.method)
     return report
 
 
+EPSILONS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
+
+
+def size_costs(data: BenchmarkData) -> np.ndarray | None:
+    """Model size (billions of parameters) as the cost where the data has no prices; closed models
+    (no published size) count as the largest known size."""
+    sizes = _params_b(data)
+    if sizes is None or np.all(np.isnan(sizes)):
+        return None
+    return np.where(np.isnan(sizes), np.nanmax(sizes), sizes)
+
+
+def default_cost_curve(run: list[HeldOut], costs: np.ndarray, sizes: bool, method: str) -> list[dict[str, Any]]:
+    """The default's epsilon knob (cheapest model whose score is within epsilon of the best: expected
+    accuracy for the calibrated method, S3 for the paper's, without its fallback): accuracy and mean
+    cost of its picks, and both relative to BMA's. ``costs`` is (D, M): each task's mean cost per query.
+
+    The last row, ``epsilon: null``, is a reference no router reaches: each task's most accurate model
+    among those costing at most a quarter of BMA's cost there (the issue's quality-floor target).
+    """
+    out: list[dict[str, Any]] = []
+    bma_acc = float(np.mean([h.true_accuracy[h.picks["BMA"]] for h in run]))
+    bma_cost = float(np.mean([costs[i][h.picks["BMA"]] for i, h in enumerate(run)]))
+
+    def row(eps: float | None, picks: list[int]) -> dict[str, Any]:
+        acc = float(np.mean([h.true_accuracy[p] for h, p in zip(run, picks)]))
+        cost = float(np.mean([costs[i][p] for i, p in enumerate(picks)]))
+        return {"epsilon": eps, "accuracy": acc, "mean_cost": cost,
+                "cost_unit": "params_b" if sizes else "usd_per_query",
+                "accuracy_vs_bma": acc / bma_acc if bma_acc else float("nan"),
+                "cost_vs_bma": cost / bma_cost if bma_cost else float("nan")}
+
+    for eps in EPSILONS:
+        out.append(row(eps, [sc.cost_aware_choice(h.expected if method == "calibrated" else h.s3, costs[i],
+                                                  epsilon=eps) if eps else h.picks["default"]
+                             for i, h in enumerate(run)]))
+    ideal = []
+    for i, h in enumerate(run):
+        cheap = np.flatnonzero(costs[i] <= 0.25 * costs[i][h.picks["BMA"]])
+        ideal.append(int(cheap[np.nanargmax(h.true_accuracy[cheap])]) if len(cheap) else h.picks["BMA"])
+    out.append(row(None, ideal))
+    return out
+
+
 def cost_curve(data: BenchmarkData, vectors: np.ndarray, table: loto.LotoTable, params: RoutingParams,
-               costs: np.ndarray, points: int = 12) -> list[dict[str, float]]:
+               costs: np.ndarray, cals: list[Nested],
+               points: int = 12) -> list[dict[str, float]]:
     """Accuracy and mean cost of the S3 pick over a sweep of the lambda knob (alpha = 0)."""
     assert data.costs is not None  # mean_cost() gave ``costs``
     spread = float(np.nanmax(costs) - np.nanmin(costs))
@@ -225,7 +345,8 @@ def cost_curve(data: BenchmarkData, vectors: np.ndarray, table: loto.LotoTable, 
     for lam in lams:
         p = replace(params, epsilon=None, lam=lam or None)
         rng = np.random.default_rng(0)
-        hs = [held_out(d, table, data, vectors, p, costs, 0.0, rng, params.seed) for d in range(len(table.task_names))]
+        hs = [held_out(d, table, data, vectors, p, costs, 0.0, rng, params.seed, cals[d])
+              for d in range(len(table.task_names))]
         out.append({"lambda": float(lam),
                     "accuracy": float(np.mean([h.true_accuracy[h.picks["S3"]] for h in hs])),
                     "mean_cost": float(np.mean([task_costs[i][h.picks["S3"]] for i, h in enumerate(hs)]))})

@@ -18,7 +18,9 @@ import numpy as np
 
 from . import loto
 from .data import BenchmarkData
-from .decision import Decision, RoutingParams, decide_instance, decide_task
+from .calibration import Calibration
+from .calibration import fit as fit_calibration
+from .decision import Decision, RoutingParams, decide_calibrated, decide_instance, decide_task
 from .embed import Encoder
 from .index import ExactIndex, HnswIndex, NeighbourIndex
 from .scores import best_on_average, knn_correctness, local_predictor_accuracy, prompt_distance
@@ -67,6 +69,7 @@ class Router:
     index: NeighbourIndex
     meta: dict[str, Any] = field(default_factory=dict)  # encoder, text field, datasets, version
     agree: np.ndarray | None = None  # (N, M) held-out agreement of gbar with y (the local p estimate)
+    calibration: Calibration | None = None  # the calibrated method's fit (None: the paper's method only)
 
     @property
     def version(self) -> str:
@@ -75,6 +78,11 @@ class Router:
     @property
     def bma_model(self) -> str:
         return self.models[self.bma]
+
+    @property
+    def keeps_local_p(self) -> bool:
+        """Whether a task's sums include the local p estimate (its estimator or a feature needs it)."""
+        return self.params.p_estimator == "local" or self.params.method == "calibrated"
 
     # -- prediction ---------------------------------------------------------------------------
     def neighbours(self, vectors: np.ndarray, labelled: LabelledSamples | None = None
@@ -105,7 +113,7 @@ class Router:
         g = knn_correctness(ids[:, : self.params.k], labels, self.train_mean)
         u = prompt_distance(dists, self.params.u_k)
         p_local = None
-        if self.params.p_estimator == "local" and self.agree is not None:
+        if self.keeps_local_p and self.agree is not None:
             agree = self.agree
             if len(labels) > len(agree):  # a task's labelled samples carry no held-out agreement
                 agree = np.vstack([agree, np.full((len(labels) - len(agree), agree.shape[1]), np.nan)])
@@ -126,9 +134,17 @@ class Router:
 
     def decide(self, agg: TaskAggregates, epsilon: float | None = None, lam: float | None = None,
                costs: np.ndarray | None = None) -> Decision:
-        """The task's pick from its aggregates (knobs default to the router's own)."""
+        """The task's pick from its aggregates (knobs default to the router's own).
+
+        The router's method decides: the calibrated default, or the paper's S3 + fallback (also used
+        by artifacts that carry no calibration).
+        """
+        params = self._params(epsilon, lam)
+        if params.method == "calibrated" and self.calibration is not None:
+            return decide_calibrated(agg, self.models, self.calibration, self.u_train, self.p_train, self.bma,
+                                     self.effective_costs(costs), params)
         return decide_task(agg, self.models, self.u_train, self.p_train, self.bma,
-                           self.effective_costs(costs), self._params(epsilon, lam))
+                           self.effective_costs(costs), params)
 
     def decide_instance(self, g_row: np.ndarray, epsilon: float | None = None, lam: float | None = None,
                         costs: np.ndarray | None = None) -> Decision:
@@ -155,12 +171,18 @@ def build_from_vectors(data: BenchmarkData, vectors: np.ndarray, params: Routing
     params = params or RoutingParams()
     table = table or loto.compute(vectors, data.tasks, data.labels, params.k, params.u_k)
     costs = data.mean_cost()
+    calibration = None
+    if params.method == "calibrated":
+        feats = loto.features_of(table, data.labels, params.u_k)
+        calibration = fit_calibration({f: feats.get(f) for f in params.features}, feats.accuracy,
+                                      params.features)
     return Router(
         models=list(data.models), vectors=np.ascontiguousarray(vectors, dtype=np.float32),
         labels=data.labels.astype(np.float32), task_of=table.task_of, task_names=table.task_names,
         u_train=table.u, p_train=table.p, task_accuracy=table.accuracy,
         train_mean=loto.model_means(data.labels), bma=best_on_average(table.accuracy), costs=costs,
-        params=params, index=make_index(vectors), meta=dict(meta or {}), agree=table.agree)
+        params=params, index=make_index(vectors), meta=dict(meta or {}), agree=table.agree,
+        calibration=calibration)
 
 
 def build_router(data: BenchmarkData, encoder: Encoder, params: RoutingParams | None = None,

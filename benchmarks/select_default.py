@@ -1,0 +1,77 @@
+"""Apply the default-method selection rule of docs/results.md to evaluation reports.
+
+Usage: select_default.py NAME=report.json [NAME=report.json ...] [--json OUT]
+
+Each report is an ``llm-router eval`` JSON of one shared dataset held out by task. For every dataset
+in turn (leave one dataset out), the rule looks only at the *other* datasets: each candidate's worst
+gain over BMA there (accuracy - BMA accuracy); the largest worst gain wins, ties within 0.001 go to
+the larger mean share of the BMA-to-Oracle gap closed, then to the order of CANDIDATES. The choice on
+all datasets together is the one shipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from router_core.evaluate import CANDIDATES, CANDIDATE_METHOD
+
+TIE = 0.001
+
+
+def gains(report: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """(accuracy - BMA, share of the BMA-to-Oracle gap closed) per candidate."""
+    m = report["methods"]
+    bma, orc = m["BMA"]["accuracy"], m["Oracle"]["accuracy"]
+    room = orc - bma
+    return {c: (m[c]["accuracy"] - bma, (m[c]["accuracy"] - bma) / room if room > 1e-9 else 0.0)
+            for c in CANDIDATES}
+
+
+def choose(per_set: dict[str, dict[str, tuple[float, float]]]) -> str:
+    def key(c: str) -> tuple[float, float, int]:
+        worst = min(g[c][0] for g in per_set.values())
+        mean_gap = sum(g[c][1] for g in per_set.values()) / len(per_set)
+        return (round(worst / TIE), mean_gap, -CANDIDATES.index(c))
+    return max(CANDIDATES, key=key)
+
+
+def main(argv: list[str]) -> int:
+    out_json = None
+    if "--json" in argv:
+        i = argv.index("--json")
+        out_json = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
+    per_set = {}
+    for arg in argv:
+        name, path = arg.split("=", 1)
+        per_set[name] = gains(json.loads(Path(path).read_text(encoding="utf-8")))
+    names = list(per_set)
+    print("| candidate | " + " | ".join(names) + " | worst | mean gap closed |")
+    print("|---|" + "---|" * (len(names) + 2))
+    for c in CANDIDATES:
+        cells = [f"{per_set[n][c][0]:+.4f}" for n in names]
+        worst = min(per_set[n][c][0] for n in names)
+        mean_gap = sum(per_set[n][c][1] for n in names) / len(names)
+        print(f"| {c} | " + " | ".join(cells) + f" | {worst:+.4f} | {mean_gap:.1%} |")
+    print()
+    folds = {}
+    for held in names:
+        chosen = choose({n: g for n, g in per_set.items() if n != held})
+        g, share = per_set[held][chosen]
+        folds[held] = {"chosen": chosen, "gain_over_bma": g, "gap_closed": share}
+        print(f"- held out {held}: chosen on the others: **{chosen}**; on {held}: {g:+.4f} over BMA, "
+              f"{share:.1%} of the gap closed")
+    final = choose(per_set)
+    print(f"\nChosen on all datasets (shipped): **{final}** (method `{CANDIDATE_METHOD[final]}`)")
+    if out_json:
+        out_json.write_text(json.dumps({"candidates": list(CANDIDATES), "per_dataset": per_set,
+                                        "leave_one_dataset_out": folds, "shipped": final,
+                                        "method": CANDIDATE_METHOD[final]}, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

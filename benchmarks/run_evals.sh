@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# Every leave-one-task-out evaluation behind docs/results.md, reports into ${OUT:-results/}.
+# Every leave-one-task-out evaluation behind docs/results.md, reports into ${OUT:-results/}, then the
+# default-method selection rule (benchmarks/select_default.py) over the four by-task reports.
 # Embeddings are cached (~/.cache/llm-router or ROUTER_CACHE_DIR): the first run embeds ~50k prompts
 # (an hour on 2 busy cores), later runs take minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${ROUTER_SHARED_DATA:-../shared/data}
 OUT=${OUT:-results}
-E=".venv/bin/llm-router eval --repeats 10"
+PY=${PYTHON:-.venv/bin/python}
+E="${LLM_ROUTER:-.venv/bin/llm-router} eval --repeats 10"
 mkdir -p "$OUT"
 $E --data $D/routerbench-subset    --out $OUT/routerbench.json --plots $OUT/plots-routerbench
 $E --data $D/mmlu-pro              --out $OUT/mmlupro-task.json --plots $OUT/plots-mmlupro
-$E --data $D/mmlu-pro              --out $OUT/mmlupro-subtask.json --holdout-field subtask
 $E --data $D/routellm-gpt4-mixtral --out $OUT/routellm.json
 $E --data $D/routerdc-7b           --out $OUT/routerdc-task.json --plots $OUT/plots-routerdc
+$PY benchmarks/select_default.py mmlu-pro=$OUT/mmlupro-task.json routerdc-7b=$OUT/routerdc-task.json \
+    routellm=$OUT/routellm.json routerbench=$OUT/routerbench.json --json $OUT/selection.json | tee $OUT/selection.md
+$E --data $D/mmlu-pro              --out $OUT/mmlupro-subtask.json --holdout-field subtask
 $E --data $D/routerdc-7b           --out $OUT/routerdc-benchmark.json --holdout-field benchmark
-for a in 0.05 0.1; do
+for a in 0.01 0.05 0.1; do
   $E --data $D/mmlu-pro    --out $OUT/mmlupro-task-alpha$a.json --alpha $a
   $E --data $D/routerdc-7b --out $OUT/routerdc-task-alpha$a.json --alpha $a
 done

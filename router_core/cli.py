@@ -103,7 +103,7 @@ def route(
     if method is not None:
         chosen = _method(method)
         if chosen == "calibrated" and router.calibration is None:
-            _fail(f"{router_dir} was built with --method paper and has no calibration; rebuild it to use {chosen}")
+            _fail(f"{router_dir} was built before the calibrated method and has no calibration; rebuild it")
         router.params = replace(router.params, method=chosen)
     decision = router.decide(router.aggregate(vectors), epsilon=epsilon, lam=lam)
     out = {"router": router.version, "decision": decision.to_dict()}

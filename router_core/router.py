@@ -171,11 +171,9 @@ def build_from_vectors(data: BenchmarkData, vectors: np.ndarray, params: Routing
     params = params or RoutingParams()
     table = table or loto.compute(vectors, data.tasks, data.labels, params.k, params.u_k)
     costs = data.mean_cost()
-    calibration = None
-    if params.method == "calibrated":
-        feats = loto.features_of(table, data.labels, params.u_k)
-        calibration = fit_calibration({f: feats.get(f) for f in params.features}, feats.accuracy,
-                                      params.features)
+    # fitted whatever the method, so one artifact serves both (`route --method`, `router.method`)
+    feats = loto.features_of(table, data.labels, params.u_k)
+    calibration = fit_calibration({f: feats.get(f) for f in params.features}, feats.accuracy, params.features)
     return Router(
         models=list(data.models), vectors=np.ascontiguousarray(vectors, dtype=np.float32),
         labels=data.labels.astype(np.float32), task_of=table.task_of, task_names=table.task_names,

@@ -86,7 +86,7 @@ class TaskFeatures:
     def get(self, name: str) -> np.ndarray:
         """A feature by name (``s1``, ``s2``, ``s3_local``: S3 with the local p estimate)."""
         if name == "s3_local":
-            return cast(np.ndarray, sc.s3_from_s2(self.s2, self.p_local))
+            return sc.s3_from_s2(self.s2, self.p_local)
         return cast(np.ndarray, getattr(self, name))
 
 

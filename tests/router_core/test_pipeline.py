@@ -79,8 +79,10 @@ def test_evaluate_report_layout(subset, vectors):
     assert {t["task"] for t in rep["tasks"]} == set(TASKS)
     assert set(rep["methods"]) == set(evaluate.METHODS)
     for t in rep["tasks"]:
-        assert set(t["scores"]) == {"S1", "S2", "S3"}
+        assert set(t["scores"]) == {"S1", "S2", "S3", "calibrated"}
         assert set(t["picks"]) == set(evaluate.METHODS)
+        # the shipped default's picks are its method's (the paper's S3 unless built otherwise)
+        assert t["picks"]["default"] == t["picks"][evaluate.PICK_OF_METHOD[rep["params"]["method"]]]
         acc = t["true_accuracy"]
         assert acc[t["picks"]["Oracle"]] == max(acc.values())
     m = rep["methods"]
@@ -88,6 +90,15 @@ def test_evaluate_report_layout(subset, vectors):
     assert all(e["accuracy"] <= m["Oracle"]["accuracy"] + 1e-9 for e in m.values())
     assert 0 <= rep["p_hat_mae"] <= 1
     assert m["S3"]["mean_cost"] is None  # routerdc has no costs
+    # model size stands in for cost: the default's epsilon curve, ending with the quarter-cost reference
+    curve = rep["default_cost_curve"]
+    first = np.mean([t["true_accuracy"][t["picks"]["default"]] for t in rep["tasks"]])
+    assert curve[0]["epsilon"] == 0 and curve[0]["accuracy"] == pytest.approx(first)
+    # the quarter-cost reference: never dearer than BMA, never above the Oracle (here every model is 7-8B,
+    # so no model costs a quarter of BMA's size and the reference keeps BMA)
+    assert curve[-1]["epsilon"] is None and curve[-1]["cost_vs_bma"] == pytest.approx(1.0)
+    assert curve[-1]["accuracy"] <= m["Oracle"]["accuracy"] + 1e-9
+    assert {"calibrated_strengths", "calibrated_beta"} <= set(rep["default_method"])
 
 
 def test_cli_build_route_eval(subset, tmp_path, shared_data):

@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from router_core.evaluate import CANDIDATES, CANDIDATE_METHOD
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not benchmarks/router_core.py
+
+from router_core.evaluate import CANDIDATE_METHOD, CANDIDATES  # noqa: E402
 
 TIE = 0.001
 

@@ -1,6 +1,8 @@
 """Markdown tables for docs/results.md from ``llm-router eval`` reports.
 
     .venv/bin/python benchmarks/results_tables.py report1.json [report2.json ...]
+    .venv/bin/python benchmarks/results_tables.py --overview report1.json ...   # methods side by side
+    .venv/bin/python benchmarks/results_tables.py --costs report.json ...       # the default's cost curves
 
 Prints, per report, the method table (accuracy, ratio to Oracle, how often BMA is picked,
 correlations, cost, size) and the per-task picks where S3 differs from BMA or Oracle.
@@ -48,7 +50,53 @@ def shortfalls(rep: dict, limit: int = 12) -> str:
     return "\n".join(out) + f"\n\n{len(rows)} of {len(rep['tasks'])} held-out tasks lost accuracy against BMA."
 
 
+def overview(paths: list[str]) -> str:
+    """One column per report: the shipped default, the candidates and the references, side by side."""
+    reps = [json.loads(Path(p).read_text()) for p in paths]
+    rows = ["default", "S3_nested", "calibrated", "calibrated_full", "S1", "S2", "S3", "S3_local_p",
+            "S3_true_p", "BMA", "Oracle"]
+    head = "| method | " + " | ".join(f"{r['dataset']} by {r.get('holdout_field', 'task')}" for r in reps) + " |"
+    out = [head, "|" + "---|" * (len(reps) + 1)]
+    for m in rows:
+        out.append(f"| {m} | " + " | ".join(f"{r['methods'][m]['accuracy']:.3f}" if m in r["methods"] else "-"
+                                             for r in reps) + " |")
+    gap = []
+    for r in reps:
+        mm = r["methods"]
+        room = mm["Oracle"]["accuracy"] - mm["BMA"]["accuracy"]
+        gap.append("-" if room < 1e-9 else f"{(mm['default']['accuracy'] - mm['BMA']['accuracy']) / room:.0%}")
+    out.append("| default: share of the BMA-to-Oracle gap closed | " + " | ".join(gap) + " |")
+    out.append("| p MAE of the default's estimate | " + " | ".join(f"{r.get('p_default_mae', r['p_hat_mae']):.3f}"
+                                                             for r in reps) + " |")
+    out.append("| local p MAE | " + " | ".join(f"{r['p_local_mae']:.3f}" for r in reps) + " |")
+    out.append("| held-out tasks | " + " | ".join(str(r["n_tasks"]) for r in reps) + " |")
+    return "\n".join(out)
+
+
+def cost_table(path: str) -> str:
+    """The default's epsilon curve, with the quarter-cost reference last."""
+    r = json.loads(Path(path).read_text())
+    curve = r.get("default_cost_curve") or []
+    if not curve:
+        return f"{r['dataset']}: no costs or sizes"
+    unit = curve[0]["cost_unit"]
+    out = [f"{r['dataset']} ({'USD per query' if unit == 'usd_per_query' else 'model size in B parameters as the cost'})",
+           "", "| epsilon | accuracy | mean cost | accuracy / BMA's | cost / BMA's |", "|---|---|---|---|---|"]
+    for c in curve:
+        eps = "reference: best model at <= 1/4 of BMA's cost, per task" if c["epsilon"] is None else f"{c['epsilon']:g}"
+        cost = f"{c['mean_cost']:.6f}" if unit == "usd_per_query" else f"{c['mean_cost']:.1f}"
+        out.append(f"| {eps} | {c['accuracy']:.3f} | {cost} | {c['accuracy_vs_bma']:.3f} | {c['cost_vs_bma']:.3f} |")
+    return "\n".join(out)
+
+
 def main(paths: list[str]) -> None:
+    if paths and paths[0] == "--overview":
+        print(overview(paths[1:]))
+        return
+    if paths and paths[0] == "--costs":
+        for p in paths[1:]:
+            print(cost_table(p) + "\n")
+        return
     for p in paths:
         rep = json.loads(Path(p).read_text())
         print(f"### {rep['dataset']} — held out by `{rep.get('holdout_field', 'task')}`: {rep['n_tasks']} tasks, "

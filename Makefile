@@ -3,22 +3,31 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-ROUTER_DATA ?= ../shared/data/routerbench-subset
+ROUTER_DATA ?= demo/data/mmlu-pro-demo
 PORT ?= 8000
+TORCH ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: install test lint run clean
 
 install: $(STAMP)
 
-# torch first, pinned: the CPU build lies on disk; letting pip pick would pull a CUDA build.
+# torch first, and its CPU build: letting pip pick on Linux would pull the multi-GB CUDA build.
+# The +cpu pin finds a wheel that pip's configuration already offers (a local wheel folder or index,
+# as on the project's machines, offline), else one on PyTorch's CPU index; PyPI has no +cpu wheel,
+# so the CUDA build is never a candidate. macOS wheels are CPU-only and carry no +cpu tag.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	if [ "$$(uname -s)" = Darwin ]; then $(PY) -m pip install -q torch==$(TORCH); \
+	elif ! $(PY) -m pip install -q torch==$(TORCH)+cpu 2>/dev/null; then \
+	  echo "torch $(TORCH)+cpu not found through pip's configured indexes: trying $(TORCH_CPU_INDEX)"; \
+	  $(PY) -m pip install -q --extra-index-url $(TORCH_CPU_INDEX) torch==$(TORCH)+cpu; fi
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 test: install
+	scripts/test-tools.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # ruff (pycodestyle, pyflakes) and mypy (strict for router_core), both configured in pyproject.toml
@@ -28,6 +37,8 @@ lint: install
 	$(VENV)/bin/mypy $(LINT_PATHS)
 
 run: install
+	@test -e "$(ROUTER_DATA)" || { echo "ROUTER_DATA=$(ROUTER_DATA): no such folder or table" \
+	  "(unset it to use the shipped demo data, demo/data/mmlu-pro-demo)" >&2; exit 2; }
 	$(VENV)/bin/llm-router demo --data $(ROUTER_DATA) --port $(PORT)
 
 clean:

@@ -87,10 +87,12 @@ def promql_label_names(expr: str) -> set[str]:
 
 
 def need_tool(name: str) -> str:
-    """The path of a required binary. Missing fails the test: CI installs it (.ci/run), so no skip."""
+    """The path of a required binary. Missing fails the test: `make test` installs it or stops first
+    (scripts/test-tools.sh), so no skip."""
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"`{name}` is not installed: `apt-get install prometheus` (.ci/run does this in CI)")
+        pytest.fail(f"`{name}` is not installed: run scripts/test-tools.sh (`make test` does), "
+                    "or `apt-get install prometheus`")
     return path
 
 

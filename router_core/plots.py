@@ -26,7 +26,7 @@ STYLE = {  # method -> (colour, marker); methods not listed get the next free co
     "S3_true_p": ("tab:purple", "^"),
     "S1": ("tab:brown", "v"),
     "S2": ("tab:pink", "<"),
-    "BMA": ("0.35", "|"),
+    "BMA": ("0.35", "X"),
     "Oracle": ("black", "*"),
 }
 
@@ -197,14 +197,15 @@ def cost_accuracy(report: dict[str, Any]) -> "Figure":
     curve = report["cost_curve"]
     fig, ax = plt.subplots(figsize=(6.6, 4.4))
     ax.plot([c["mean_cost"] for c in curve], [c["accuracy"] for c in curve], "o-", color=STYLE["S3"][0],
-            label="S3 over the lambda sweep")
+            ms=4, zorder=4, label="S3 over the lambda sweep")
     for i, (m, e) in enumerate(report["methods"].items()):
         if m == "S3" or e.get("mean_cost") is None:
             continue
         if m not in ("default", "BMA", "Oracle"):
             continue
         colour, marker = _style(m, i)
-        ax.scatter([e["mean_cost"]], [e["accuracy"]], marker=marker, s=70, color=colour, zorder=3, label=m)
+        ax.scatter([e["mean_cost"]], [e["accuracy"]], marker=marker, s=110, facecolors="none", edgecolors=colour,
+                   linewidths=1.6, zorder=3, label=m)  # hollow: a point under another stays visible
     ax.set_xscale("log")
     ax.set_xlabel("mean cost per query (USD, log scale)")
     ax.set_ylabel("accuracy of the picked model")

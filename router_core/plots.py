@@ -131,9 +131,8 @@ def _spread(ys: np.ndarray, gap: float, lo: float, hi: float) -> np.ndarray:
         pos[-1] -= overflow
         for i in range(len(pos) - 2, -1, -1):
             pos[i] = min(pos[i], pos[i + 1] - gap)
-    pos = np.maximum(pos, lo)
-    out = np.empty_like(pos)
-    out[order] = pos
+    out: np.ndarray = np.empty_like(pos)
+    out[order] = np.maximum(pos, lo)
     return out
 
 
@@ -157,7 +156,10 @@ def p_hat_vs_p_true(report: dict[str, Any]) -> "Figure":
     fig, ax = plt.subplots(figsize=(9.5, 6.5), layout="constrained")
     ax.plot([lo, hi], [lo, hi], color="0.5", ls="--", lw=1, label="p_hat = p_true")
     cmap = plt.get_cmap("tab10")  # dark enough for text; markers tell apart models 11+
-    marker_of = lambda j: "osD^v<>"[(j // cmap.N) % 7]  # noqa: E731
+
+    def marker_of(j: int) -> str:
+        return "osD^v<>"[(j // cmap.N) % 7]
+
     centre = np.full(len(models), np.nan)
     for j, m in enumerate(models):
         ok = np.isfinite(ph[:, j]) & np.isfinite(pt[:, j])
@@ -168,18 +170,19 @@ def p_hat_vs_p_true(report: dict[str, Any]) -> "Figure":
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_aspect("equal")
+    ax.set_anchor("W")  # the equal-aspect box shrinks to the left, leaving the right margin to the labels
     shown = np.flatnonzero(np.isfinite(centre))
     fontsize = 8 if len(shown) <= 20 else 6.5
     axes_px = 6.5 * DPI * 0.8  # about the axes' height in pixels
     gap = (hi - lo) * fontsize * 1.35 / 72 * DPI / axes_px
     label_y = _spread(centre[shown], gap, lo, hi)
     edge = ax.get_yaxis_transform()  # x in axes fraction, y in data
-    for j, yl in zip(shown, label_y):
-        colour = cmap(j % cmap.N)
-        ax.plot([1.0, 1.015, 1.04], [centre[j], centre[j], yl], transform=edge, color=colour, lw=0.8,
+    for k, yl in zip(shown.tolist(), label_y.tolist()):
+        colour = cmap(k % cmap.N)
+        ax.plot([1.0, 1.015, 1.04], [centre[k], centre[k], yl], transform=edge, color=colour, lw=0.8,
                 clip_on=False)
-        ax.scatter([1.055], [yl], transform=edge, s=14, color=colour, marker=marker_of(j), clip_on=False)
-        ax.text(1.07, yl, models[j], transform=edge, va="center", fontsize=fontsize, color=colour)
+        ax.scatter([1.055], [yl], transform=edge, s=14, color=colour, marker=marker_of(k), clip_on=False)
+        ax.text(1.07, yl, models[k], transform=edge, va="center", fontsize=fontsize, color=colour)
     ax.set_xlabel("p_true: how often the model's correctness predictor was right on the held-out task")
     ax.set_ylabel("p_hat: the router's estimate of it (Nadaraya-Watson)")
     title = f"{report['dataset']}: p_hat vs p_true per task and model; mean |p_hat - p_true| {report['p_hat_mae']:.3f}"

@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 
 DPI = 100
 # Routing methods drawn per task when present, in drawing order; BMA and Oracle are the references.
-PER_TASK_METHODS = ("default", "S3", "S3_local_p")
+PER_TASK_METHODS = ("default", "S3", "calibrated", "S3_local_p")
 STYLE = {  # method -> (colour, marker); methods not listed get the next free colour
     "default": ("tab:orange", "D"),
     "S3": ("tab:blue", "o"),
+    "calibrated": ("tab:red", "P"),
     "S3_local_p": ("tab:green", "s"),
     "S3_true_p": ("tab:purple", "^"),
     "S1": ("tab:brown", "v"),

@@ -128,6 +128,8 @@ class Worlds:
         self.task_of = np.array([code[str(t)] for t in tasks], dtype=np.int64)
         self.k, self.u_k = k, u_k
         width = candidates or 4 * max(k, u_k)
+        # a small pool: never ask for more neighbours than every prompt has outside its own task
+        width = max(1, min(width, len(self.task_of) - int(np.bincount(self.task_of).max())))
         self.ids, self.dists = grouped_neighbours(vectors, self.task_of, width)
         self.nbr_task = self.task_of[self.ids]
         self.labels = labels

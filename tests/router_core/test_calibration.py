@@ -130,3 +130,20 @@ def test_params_reject_unknown_method_and_features():
     with pytest.raises(ValueError, match="features"):
         RoutingParams(features=("s9",))
     assert RoutingParams(features=["s1", "s2"]).features == ("s1", "s2")  # type: ignore[arg-type]
+
+
+def test_nested_worlds_on_a_tiny_pool():
+    """Fewer prompts outside a task than the candidate width: the worlds still cover every task."""
+    from router_core import loto
+
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((24, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    tasks = np.repeat(["t0", "t1", "t2"], 8)
+    labels = (rng.random((24, 2)) > 0.5).astype(np.float64)
+    worlds = loto.Worlds(vecs, tasks, labels)
+    assert worlds.ids.shape == (24, 16)  # 24 prompts, 8 in the largest task
+    f = worlds.features(banned=0)
+    # no prompt is its own task's neighbour, and with task 0 removed every g is a mean of 0/1 labels
+    assert np.all(worlds.task_of[worlds.ids] != worlds.task_of[:, None])
+    assert f.s1.shape == (3, 2) and np.all((f.s1 >= 0) & (f.s1 <= 1))

@@ -15,7 +15,8 @@ from starlette.responses import Response, StreamingResponse
 
 from . import explain, metrics
 from .errors import GatewayError
-from .forward import Outcome, classify, close_stream
+from .failures import classify
+from .forward import Outcome, close_stream
 from .routing import Choice, check_task_id
 from .runtime import Runtime
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import httpx
+import litellm
 import pytest
 
-from gateway.forward import direct_chat  # first: it keeps litellm from fetching its cost map at import
-import litellm  # noqa: E402
+from gateway.litellm_direct import ParamMemo, configure, direct_chat
 from gateway_support import API_KEY, ThreadGateway, chat, make_config
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -103,16 +103,14 @@ def test_both_paths_classify_upstream_errors_alike(two_path_gateway, router, ups
 
 
 def test_mapped_parameters_are_memoized_per_value_and_type():
-    from gateway.forward import Forwarder
-
-    f = Forwarder.__new__(Forwarder)
-    f._mapped = {}
-    first = f._optional_params("m", {"temperature": 1, "user": "u"})
+    configure()  # drop_params, as the forwarder sets it
+    memo = ParamMemo()
+    first = memo.map("m", {"temperature": 1, "user": "u"})
     assert first["temperature"] == 1 and "user" not in first  # mapped like acompletion (drop_params drops it)
     first["extra_body"]["x"] = 1  # a caller's changes never reach the memo
-    again = f._optional_params("m", {"temperature": 1, "user": "u"})
-    assert again == f._optional_params("m", {"user": "u", "temperature": 1}) and "x" not in again["extra_body"]
-    assert type(f._optional_params("m", {"temperature": 1.0})["temperature"]) is float
-    assert type(f._optional_params("m", {"temperature": 1})["temperature"]) is int
-    assert "tools" in f._optional_params("m", {"tools": [{"type": "function", "function": {"name": "f"}}]})
-    assert len(f._mapped) == 3  # the tools call was not memoized
+    again = memo.map("m", {"temperature": 1, "user": "u"})
+    assert again == memo.map("m", {"user": "u", "temperature": 1}) and "x" not in again["extra_body"]
+    assert type(memo.map("m", {"temperature": 1.0})["temperature"]) is float
+    assert type(memo.map("m", {"temperature": 1})["temperature"]) is int
+    assert "tools" in memo.map("m", {"tools": [{"type": "function", "function": {"name": "f"}}]})
+    assert len(memo) == 3  # the tools call was not memoized

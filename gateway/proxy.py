@@ -35,9 +35,9 @@ def task_id_of(request: Request, metadata: Any) -> str | None:
 async def resolve(rt: Runtime, model: str, task_id: str | None, text: str) -> Choice:
     """An alias routes; a configured model passes through; anything else is a 404."""
     if model in rt.config.models_by_name:
-        return rt.routing.explicit(model)
+        return rt.task_router.explicit(model)
     if model in rt.aliases:
-        return await rt.routing.choose(task_id, text)
+        return await rt.task_router.choose(task_id, text)
     raise GatewayError(404, f"model '{model}' is not configured; use an alias ({', '.join(rt.aliases)}) "
                        "or one of GET /v1/models", param="model", code="model_not_found")
 
@@ -118,10 +118,10 @@ async def handle(rt: Runtime, request: Request, kind: str, model: str, metadata:
         raise
     data = outcome.response.model_dump()
     data["model"] = outcome.served
-    data["router"] = explain.router_object(choice, rt.router.version, outcome)
+    data["router"] = explain.router_object(choice, rt.learned.version, outcome)
     usage = _usage(data)
     cost = _cost(rt, outcome.served, usage)
-    headers = explain.headers(choice, rt.router.version, outcome.served, cost, outcome)
+    headers = explain.headers(choice, rt.learned.version, outcome.served, cost, outcome)
     measure.finish(200, choice, outcome, usage, cost)
     return Response(json.dumps(data), media_type="application/json", headers=headers)
 
@@ -151,7 +151,7 @@ def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, m
         try:
             if outcome.first is not None:
                 first = _chunk(outcome.first, kind, served)
-                first["router"] = explain.router_object(choice, rt.router.version, outcome)
+                first["router"] = explain.router_object(choice, rt.learned.version, outcome)
                 measure.first_byte()
                 metrics.TIME_TO_FIRST_TOKEN.labels(served).observe(measure.first_byte_s)
                 yield _sse(first)
@@ -178,7 +178,7 @@ def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, m
         await close_stream(outcome.stream)
         measure.finish(CLIENT_CLOSED, choice, outcome, None, None)  # no-op if the body finished it
 
-    headers = explain.headers(choice, rt.router.version, served, None, outcome)
+    headers = explain.headers(choice, rt.learned.version, served, None, outcome)
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"
     return _Relay(body(), on_close, media_type="text/event-stream", headers=headers)

@@ -38,7 +38,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
 
 @router.post("/completions", responses=EXPLAINED, summary="Text completion (routed for aliases)")
 async def completions(body: CompletionRequest, request: Request, rt: Runtime = Depends(get_runtime)) -> Response:
-    text = body.routing_text(rt.config.router.prompt_field)
+    text = body.routing_text()
     return await handle(rt, request, "text", body.model, body.metadata, text, body.upstream_body(), body.stream)
 
 

@@ -33,7 +33,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.demo import demo_config, ensure_router, stop_all, wait_http  # noqa: E402
+from devtools.demo import demo_config, ensure_router  # noqa: E402  (after the sys.path line above)
+from devtools.processes import stop_all, wait_http  # noqa: E402
 from gateway.redis_embedded import EmbeddedRedis, die_with_parent, free_port  # noqa: E402
 
 LITELLM_PIN = "litellm[proxy]==1.106.12"

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from gateway.demo import wait_http  # noqa: F401  (re-exported for the tests)
+from devtools.processes import wait_http
 from gateway.redis_embedded import free_port
 
 TASKS = ["arc-challenge", "mbpp", "winogrande"]

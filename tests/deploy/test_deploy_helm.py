@@ -142,8 +142,8 @@ def test_default_install_is_complete_and_has_no_migration_jobs(chart):
 def test_default_config_loads_and_reaches_the_rendered_services(chart, tmp_path, monkeypatch):
     objects = render(chart)
     cfg = load_rendered_config(objects, tmp_path, monkeypatch)
-    artifact_models = [m["name"] for m in json.loads(
-        (ROOT / compose()["services"]["gateway"]["build"]["additional_contexts"]["routerdata"] / "models.json").read_text())]
+    routerdata = ROOT / compose()["services"]["gateway"]["build"]["additional_contexts"]["routerdata"]
+    artifact_models = [m["name"] for m in json.loads((routerdata / "models.json").read_text())]
     assert cfg.missing_models(artifact_models) == []
     up_name, up_port = service_port(objects, f"{FULLNAME}-upstream")
     for m in cfg.model_list:

@@ -10,9 +10,8 @@ import litellm
 import pytest
 
 from gateway.litellm_direct import ParamMemo, configure, direct_chat
-from gateway_support import API_KEY, ThreadGateway, chat, make_config
+from gateway_support import AUTH, ThreadGateway, chat, make_config, post
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 TIMEOUT = httpx.Timeout(5.0, connect=1.0)
 PLAIN = {"model": "openai/some-model", "api_base": "http://127.0.0.1:1/v1", "api_key": "k", "max_retries": 0,
          "timeout": TIMEOUT, "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
@@ -59,15 +58,11 @@ def _output_tokens(gw, model: str) -> float:
     return float(lines[0].split()[-1]) if lines else 0.0
 
 
-def _post(gw, body, **kw) -> httpx.Response:
-    return httpx.post(gw.url + "/v1/chat/completions", headers=AUTH, json=body, timeout=30, **kw)
-
-
 @pytest.mark.parametrize("index,via_acompletion", [(0, True), (1, False)])
 def test_both_paths_answer_alike(two_path_gateway, router, acompletion_calls, index, via_acompletion):
     model = router.models[index]
     tokens = _output_tokens(two_path_gateway, model)
-    r = _post(two_path_gateway, {"model": model, "messages": chat("hi"), "temperature": 0.1, "top_k": 3})
+    r = post(two_path_gateway.url, {"model": model, "messages": chat("hi"), "temperature": 0.1, "top_k": 3})
     assert r.status_code == 200, r.text
     data = r.json()
     assert data["model"] == model and data["object"] == "chat.completion"
@@ -96,7 +91,7 @@ def test_both_paths_answer_alike(two_path_gateway, router, acompletion_calls, in
 def test_both_paths_classify_upstream_errors_alike(two_path_gateway, router, upstream, index, status, code, kind):
     model = router.models[index]
     upstream.control(fail_models=[model], error_status=status)
-    r = _post(two_path_gateway, {"model": model, "messages": chat("hi")})
+    r = post(two_path_gateway.url, {"model": model, "messages": chat("hi")})
     assert r.status_code == code, r.text
     metrics = httpx.get(two_path_gateway.url + "/metrics").text
     assert f'llm_router_upstream_errors_total{{kind="{kind}",served_model="{model}"}}' in metrics

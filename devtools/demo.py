@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +104,8 @@ def run_demo(data: Path, port: int, state: Path) -> int:
         print(f"\ngateway ready on http://127.0.0.1:{port}  (Ctrl-C stops everything)\n"
               f"  curl http://127.0.0.1:{port}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
               f"    -H 'X-Task-ID: demo' \\\n"
-              f"    -d '{{\"model\": \"router\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is 2+2?\"}}]}}'\n",
+              f"    -d '{{\"model\": \"router\", \"messages\": "
+              f"[{{\"role\": \"user\", \"content\": \"What is 2+2?\"}}]}}'\n",
               file=sys.stderr)
         return gateway.wait()
     except KeyboardInterrupt:

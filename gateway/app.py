@@ -11,6 +11,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from router_core import artifact
+from router_core.embed import Encoder
 
 from . import errors, metrics
 from .body_limit import BodyLimit
@@ -40,7 +41,7 @@ def check_models(config: GatewayConfig) -> list[str]:
     return models
 
 
-def create_app(config: GatewayConfig, redis_url: str | None = None, encoder=None) -> FastAPI:
+def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Encoder | None = None) -> FastAPI:
     """A gateway app for ``config``; the router, encoder and Redis are set up in its lifespan.
 
     ``redis_url`` overrides ``config.redis.url``; with neither, the app starts an embedded

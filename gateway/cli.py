@@ -77,7 +77,8 @@ def upstream(
     import uvicorn
 
     fake = _devtools("fake_upstream")
-    names, records = list(models or []), {}
+    names: list[str] = list(models or [])
+    records: dict[str, dict[str, float]] = {}
     if data is not None:
         data_models, records = fake.benchmark_records(data)
         names = names or data_models

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 import httpx
-import litellm
 import openai
+from litellm.exceptions import APIConnectionError, RateLimitError, Timeout
 
 FailureKind = Literal["connection", "timeout", "status_4xx", "status_5xx", "rate_limit", "other"]
 #: every kind, in the order the metrics document them (the ``kind`` label's values)
@@ -45,13 +45,13 @@ def _caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bo
 def classify(model: str, exc: BaseException) -> Failure:
     """The failure ``exc`` stands for: timeouts 504, rate limits/connection/5xx 502 (all retried),
     other 4xx passed through (not retried; a 401 from the upstream is the gateway's fault: 502)."""
-    if _caused_by(exc, (asyncio.TimeoutError, litellm.Timeout, httpx.TimeoutException)):
+    if _caused_by(exc, (asyncio.TimeoutError, Timeout, httpx.TimeoutException)):
         return Failure(model, "timeout", 504, True, f"{model}: upstream timed out")
     status = getattr(exc, "status_code", None)
-    if isinstance(exc, litellm.RateLimitError) or status == 429:
+    if isinstance(exc, RateLimitError) or status == 429:
         return Failure(model, "rate_limit", 502, True, f"{model}: upstream rate limit")
     # litellm reports a refused connection as a 500 InternalServerError wrapping the transport error
-    if _caused_by(exc, (litellm.APIConnectionError, openai.APIConnectionError, httpx.TransportError, OSError)):
+    if _caused_by(exc, (APIConnectionError, openai.APIConnectionError, httpx.TransportError, OSError)):
         return Failure(model, "connection", 502, True, f"{model}: cannot reach upstream")
     if isinstance(status, int) and status >= 500:
         return Failure(model, "status_5xx", 502, True, f"{model}: upstream returned {status}")

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 
 import httpx
 import litellm
+from litellm.exceptions import APIError
 
 from . import metrics
 from .config import GatewayConfig
@@ -157,7 +158,7 @@ class Forwarder:
         async def attempt(model: str) -> Outcome:
             response = await self._call(kind, model, body, stream=False)
             if response is None:  # litellm has returned None for some upstream statuses (e.g. 422)
-                raise litellm.APIError(502, "upstream returned no response", "openai", model)
+                raise APIError(502, "upstream returned no response", "openai", model)
             return Outcome(model, response=response)
 
         return await self._first_success(order, attempt, None)

@@ -16,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from . import explain, metrics
 from .errors import GatewayError
 from .failures import classify
-from .forward import Outcome, close_stream
+from .forward import CallKind, Outcome, close_stream
 from .routing import Choice, check_task_id
 from .runtime import Runtime
 
@@ -52,8 +52,10 @@ class Measure:
         self.done = False
         self.first_byte_s: float | None = None  # streams: when the first chunk went out
 
-    def first_byte(self) -> None:
+    def first_byte(self) -> float:
+        """Mark the first chunk going out; returns the time to it."""
         self.first_byte_s = time.perf_counter() - self.start
+        return self.first_byte_s
 
     def finish(self, status: int, choice: Choice | None, outcome: Outcome | None,
                usage: dict[str, int] | None, cost: float | None) -> None:
@@ -95,7 +97,7 @@ def _cost(rt: Runtime, served: str, usage: dict[str, int] | None) -> float:
     return rt.cost(served, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
 
-async def handle(rt: Runtime, request: Request, kind: str, model: str, metadata: Any, text: str,
+async def handle(rt: Runtime, request: Request, kind: CallKind, model: str, metadata: Any, text: str,
                  body: dict[str, Any], stream: bool) -> Response:
     """Serve one chat or text completion (``kind``) and return the response to send."""
     measure = Measure(rt, model)
@@ -130,9 +132,9 @@ def _sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
-def _chunk(chunk: Any, kind: str, served: str) -> dict[str, Any]:
+def _chunk(chunk: Any, kind: CallKind, served: str) -> dict[str, Any]:
     """A litellm stream chunk as the OpenAI wire shape, naming the model that answers."""
-    data = chunk.model_dump(exclude_none=True)
+    data: dict[str, Any] = chunk.model_dump(exclude_none=True)
     data["model"] = served
     if kind == "text":  # litellm drops an empty final ``text``; the SDK's type requires a string
         for c in data.get("choices") or ():
@@ -140,7 +142,7 @@ def _chunk(chunk: Any, kind: str, served: str) -> dict[str, Any]:
     return data
 
 
-def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, measure: Measure
+def _stream_response(rt: Runtime, kind: CallKind, choice: Choice, outcome: Outcome, measure: Measure
                      ) -> StreamingResponse:
     """Relay chunks as they arrive; the first carries the ``router`` object; ends with [DONE]."""
     served = outcome.served
@@ -152,8 +154,7 @@ def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, m
             if outcome.first is not None:
                 first = _chunk(outcome.first, kind, served)
                 first["router"] = explain.router_object(choice, rt.learned.version, outcome)
-                measure.first_byte()
-                metrics.TIME_TO_FIRST_TOKEN.labels(served).observe(measure.first_byte_s)
+                metrics.TIME_TO_FIRST_TOKEN.labels(served).observe(measure.first_byte())
                 yield _sse(first)
                 async for chunk in rt.forwarder.relay(outcome.stream, measure.start):
                     data = _chunk(chunk, kind, served)

@@ -118,6 +118,7 @@ class TaskRouter:
             folded = await self.store.fold(task_id, obs.aggregates())
             if folded.final is not None:  # another process finalised it meanwhile
                 return Choice(folded.final, "cached", task_id)
+            assert folded.aggregates is not None  # a fold returns sums or the final decision
             return await self._decide(task_id, folded.aggregates, commit=True)
         except StoreUnavailable:
             return await self._fail_open(task_id, text)
@@ -178,5 +179,6 @@ class TaskRouter:
         folded = await self.store.fold(task_id, obs.aggregates())
         if folded.final is not None:
             return Choice(folded.final, "cached", task_id), len(texts), kept
+        assert folded.aggregates is not None  # a fold returns sums or the final decision
         choice = await self._decide(task_id, folded.aggregates, commit=True)
         return choice, len(texts), kept

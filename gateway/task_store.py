@@ -205,7 +205,7 @@ class TaskStore(Protocol):
 class RedisTaskStore:
     """:class:`TaskStore` in Redis for one router artifact (``version``) and its ``models``."""
 
-    def __init__(self, client: aioredis.Redis, settings: RedisSettings, version: str, models: list[str],
+    def __init__(self, client: aioredis.Redis | RedisCluster, settings: RedisSettings, version: str, models: list[str],
                  ttl_s: int, max_samples: int = 200) -> None:
         self.client = client
         self.max_samples = max_samples
@@ -224,10 +224,14 @@ class RedisTaskStore:
     @classmethod
     def from_url(cls, url: str, settings: RedisSettings, version: str, models: list[str], ttl_s: int,
                  max_samples: int = 200) -> "RedisTaskStore":
-        options = {"socket_timeout": settings.socket_timeout_s, "socket_connect_timeout": settings.socket_timeout_s,
-                   "decode_responses": True, "health_check_interval": 30}
-        client = (RedisCluster.from_url(url, **options) if settings.cluster
-                  else aioredis.Redis.from_url(url, **options))
+        timeout = settings.socket_timeout_s
+        client: aioredis.Redis | RedisCluster
+        if settings.cluster:
+            client = RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                           decode_responses=True, health_check_interval=30)
+        else:
+            client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                             decode_responses=True, health_check_interval=30)
         return cls(client, settings, version, models, ttl_s, max_samples)
 
     def key(self, task: str, name: str) -> str:
@@ -265,7 +269,7 @@ class RedisTaskStore:
     def local_final(self, task: str) -> Decision | None:
         return self._lru.get(task)
 
-    def _decode_final(self, task: str, raw: str | None) -> Decision | None:
+    def _decode_final(self, task: str, raw: str | bytes | None) -> Decision | None:
         if raw is None:
             return None
         rec = json.loads(raw)
@@ -321,7 +325,7 @@ class RedisTaskStore:
         raw = json.dumps({"version": self.version, "decision": decision.to_dict(), "at": time.time()})
         key = self.key(task, "final")
 
-        async def run() -> tuple[bool, str | None]:
+        async def run() -> tuple[bool, str | bytes | None]:
             for _ in range(3):
                 if await self.client.set(key, raw, nx=True, ex=self.ttl_s):
                     return True, None

@@ -8,12 +8,13 @@ import time
 import httpx
 
 
-def wait_http(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 120.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 120.0) -> None:
     """Wait until ``url`` answers 200 (fails early if ``proc``, the server, exits)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}")
+            command = list(proc.args)[:4] if isinstance(proc.args, (list, tuple)) else proc.args
+            raise RuntimeError(f"{command!r} exited with {proc.returncode}")
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return
@@ -23,7 +24,7 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout_s: float =
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
-def stop_all(procs: list[subprocess.Popen], grace_s: float = 15.0) -> None:
+def stop_all(procs: list[subprocess.Popen[bytes]], grace_s: float = 15.0) -> None:
     """Terminate child servers (last started first), killing any that outlive ``grace_s``."""
     for p in reversed(procs):
         if p.poll() is None:

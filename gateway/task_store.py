@@ -343,7 +343,7 @@ class RedisTaskStore:
     async def add_samples(self, task: str, vectors: np.ndarray, labels: list[dict[str, float]]) -> int:
         """Append labelled samples (capped, newest kept); returns how many the task has."""
         items = [encode_sample(v, lab) for v, lab in zip(vectors, labels)]
-        args = [self.ttl_s, max(1, self.max_samples), *items]
+        args: list[str | int] = [self.ttl_s, max(1, self.max_samples), *items]
         return int(await self._call("add_samples", lambda: self._add_samples(keys=[self.key(task, "samples")],
                                                                             args=args)))
 

@@ -96,27 +96,13 @@ def send(client: Any, prompt: str, task_id: str | None = None, stream: bool = Fa
     return raw.headers["x-router-decision"], raw.headers["x-router-model"], raw.parse().model_extra["router"]
 
 
-def post(url: str, body: dict[str, Any] | None = None, path: str = "/v1/chat/completions",
-         headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
+def post(url: str, body: Any = None, headers: dict[str, str] | None = None, path: str = "/v1/chat/completions",
+         **kw: Any) -> httpx.Response:
     """POST to a gateway with the test key (``headers`` added to it), 30 s timeout unless given."""
     kw.setdefault("timeout", 30)
     if body is not None:
         kw["json"] = body
     return httpx.post(url + path, headers={**AUTH, **(headers or {})}, **kw)
-
-
-def route_dry_run(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """POST /v1/router/route: the pick a request would get, without state changes."""
-    r = post(url, body, path="/v1/router/route", headers=headers)
-    assert r.status_code == 200, r.text
-    out: dict[str, Any] = r.json()
-    return out
-
-
-def task_state(url: str, task_id: str) -> dict[str, Any]:
-    """GET /v1/router/tasks/{task_id}."""
-    out: dict[str, Any] = httpx.get(f"{url}/v1/router/tasks/{task_id}", headers=AUTH, timeout=30).json()
-    return out
 
 
 def offline_decision(router, encoder, prompts: list[str], lam: float = LAMBDA):

@@ -8,7 +8,7 @@ PORT ?= 8000
 TORCH ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install test lint run clean
+.PHONY: install test test-fast lint run clean
 
 install: $(STAMP)
 
@@ -26,15 +26,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: install
+test: lint
 	scripts/test-tools.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
-# ruff (pycodestyle, pyflakes) and mypy (strict for router_core), both configured in pyproject.toml
-LINT_PATHS := router_core
+# the fast tier: pure unit tests (no subprocess, Redis or encoder model), seconds
+FAST_TESTS := tests/unit tests/router_core/test_decision.py tests/router_core/test_scores.py \
+	tests/router_core/test_index.py
+test-fast: install
+	$(PY) -m pytest -q -p no:cacheprovider $(FAST_TESTS)
+
+# ruff (pycodestyle, pyflakes; every Python file) and mypy (strict for router_core, untyped bodies
+# checked in gateway and devtools), both configured in pyproject.toml
 lint: install
-	$(VENV)/bin/ruff check $(LINT_PATHS)
-	$(VENV)/bin/mypy $(LINT_PATHS)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 run: install
 	@test -e "$(ROUTER_DATA)" || { echo "ROUTER_DATA=$(ROUTER_DATA): no such folder or table" \

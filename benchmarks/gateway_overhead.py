@@ -33,7 +33,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.demo import demo_config, ensure_router, stop_all, wait_http  # noqa: E402
+from devtools.demo import demo_config, ensure_router  # noqa: E402  (after the sys.path line above)
+from devtools.processes import stop_all, wait_http  # noqa: E402
 from gateway.redis_embedded import EmbeddedRedis, die_with_parent, free_port  # noqa: E402
 
 LITELLM_PIN = "litellm[proxy]==1.106.12"
@@ -53,7 +54,8 @@ request = function()
     headers["X-Task-ID"] = "bench-fresh-" .. id
     prompt = prompt .. " (variant " .. id .. ")"
   end
-  local body = '{"model": "' .. os.getenv("BENCH_MODEL") .. '", "messages": [{"role": "user", "content": "' .. prompt .. '"}]}'
+  local body = '{"model": "' .. os.getenv("BENCH_MODEL") .. '", "messages": [{"role": "user", "content": "'
+    .. prompt .. '"}]}'
   return wrk.format("POST", nil, headers, body)
 end
 """ % PROMPT
@@ -159,7 +161,8 @@ def main() -> None:
     base = results["direct"]
     print(f"\ncpu cores: {os.cpu_count()}; wrk {args.duration}s per cell; one worker per server; "
           "overhead = p50 - direct p50\n")
-    print("| scenario | c=1 p50 ms | c=1 p99 ms | c=1 overhead ms | c=32 p50 ms | c=32 p99 ms | req/s at c=32 | req/s vs direct |")
+    print("| scenario | c=1 p50 ms | c=1 p99 ms | c=1 overhead ms | c=32 p50 ms | c=32 p99 ms | req/s at c=32 "
+          "| req/s vs direct |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
         c1, c32 = r["c1"], r["c32"]

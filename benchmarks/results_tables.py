@@ -43,10 +43,12 @@ def shortfalls(rep: dict, limit: int = 12) -> str:
     rows.sort(key=lambda r: -r[0])
     if not rows:
         return "S3 never picked a model worse than BMA on a held-out task."
-    out = ["| task | n | u | S3 pick (acc) | p_hat / p_true of pick | BMA (acc) | loss |", "|---|---|---|---|---|---|---|"]
+    out = ["| task | n | u | S3 pick (acc) | p_hat / p_true of pick | BMA (acc) | loss |",
+           "|---|---|---|---|---|---|---|"]
     for loss, t, s3, bma in rows[:limit]:
         out.append(f"| {t['task']} | {t['n']} | {t['u']:.3f} | {s3} ({t['true_accuracy'][s3]:.3f}) | "
-                   f"{t['p_hat'][s3]:.2f} / {t['p_true'][s3]:.2f} | {bma} ({t['true_accuracy'][bma]:.3f}) | {loss:.3f} |")
+                   f"{t['p_hat'][s3]:.2f} / {t['p_true'][s3]:.2f} | {bma} ({t['true_accuracy'][bma]:.3f}) | "
+                   f"{loss:.3f} |")
     return "\n".join(out) + f"\n\n{len(rows)} of {len(rep['tasks'])} held-out tasks lost accuracy against BMA."
 
 
@@ -80,7 +82,8 @@ def cost_table(path: str) -> str:
     if not curve:
         return f"{r['dataset']}: no costs or sizes"
     unit = curve[0]["cost_unit"]
-    out = [f"{r['dataset']} ({'USD per query' if unit == 'usd_per_query' else 'model size in B parameters as the cost'})",
+    what = "USD per query" if unit == "usd_per_query" else "model size in B parameters as the cost"
+    out = [f"{r['dataset']} ({what})",
            "", "| epsilon | accuracy | mean cost | accuracy / BMA's | cost / BMA's |", "|---|---|---|---|---|"]
     for c in curve:
         eps = "reference: best model at <= 1/4 of BMA's cost, per task" if c["epsilon"] is None else f"{c['epsilon']:g}"
@@ -100,9 +103,11 @@ def main(paths: list[str]) -> None:
     for p in paths:
         rep = json.loads(Path(p).read_text())
         print(f"### {rep['dataset']} — held out by `{rep.get('holdout_field', 'task')}`: {rep['n_tasks']} tasks, "
-              f"{len(rep['models'])} models, {rep['n_prompts']} prompts, alpha={rep['alpha']}, repeats={rep['repeats']}\n")
+              f"{len(rep['models'])} models, {rep['n_prompts']} prompts, alpha={rep['alpha']}, "
+              f"repeats={rep['repeats']}\n")
         print(method_table(rep))
-        print(f"\np_hat MAE {rep['p_hat_mae']:.3f}" + (f"; local p MAE {rep['p_local_mae']:.3f}" if "p_local_mae" in rep else ""))
+        local = f"; local p MAE {rep['p_local_mae']:.3f}" if "p_local_mae" in rep else ""
+        print(f"\np_hat MAE {rep['p_hat_mae']:.3f}" + local)
         print()
         print(shortfalls(rep))
         print()

@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not benchmarks/router_core.py
 
-from router_core.evaluate import CANDIDATE_METHOD, CANDIDATES  # noqa: E402
+from router_core.evaluate import CANDIDATE_METHOD, CANDIDATES
 
 TIE = 0.001
 

@@ -11,15 +11,16 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from router_core import artifact
+from router_core.embed import Encoder
 
 from . import errors, metrics
 from .body_limit import BodyLimit
 from .config import ConfigError, GatewayConfig, load_config
-from .decisions import DecisionStore
 from .forward import Forwarder
 from .redis_embedded import EmbeddedRedis
 from .routing import TaskRouter
 from .runtime import Runtime, config_costs
+from .task_store import RedisTaskStore
 
 log = logging.getLogger("gateway")
 CONFIG_ENV = "LLM_ROUTER_CONFIG"
@@ -40,7 +41,7 @@ def check_models(config: GatewayConfig) -> list[str]:
     return models
 
 
-def create_app(config: GatewayConfig, redis_url: str | None = None, encoder=None) -> FastAPI:
+def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Encoder | None = None) -> FastAPI:
     """A gateway app for ``config``; the router, encoder and Redis are set up in its lifespan.
 
     ``redis_url`` overrides ``config.redis.url``; with neither, the app starts an embedded
@@ -63,10 +64,10 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder=None
             enc = await asyncio.to_thread(get_encoder)
             await asyncio.to_thread(enc.encode, ["warm-up"])
         settings = config.router
-        store = DecisionStore.from_url(url, config.redis, router.version, router.models,
-                                       settings.decision_ttl_s, settings.max_labelled_samples)
-        routing = TaskRouter(router, enc, store, settings, config_costs(config, router.models))
-        app.state.runtime = Runtime(config, router, store, routing, Forwarder(config))
+        store = RedisTaskStore.from_url(url, config.redis, router.version, router.models,
+                                        settings.decision_ttl_s, settings.max_labelled_samples)
+        task_router = TaskRouter(router, enc, store, settings, config_costs(config, router.models))
+        app.state.runtime = Runtime(config, router, store, task_router, Forwarder(config))
         metrics.ROUTER_INFO.labels(router.version, str(len(router.models))).set(1)
         if not await store.ping():
             log.warning("redis at %s is not reachable at start-up; failing open", url.split("@")[-1])

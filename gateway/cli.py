@@ -1,16 +1,39 @@
 """The ``llm-router`` console script: router_core's commands plus the gateway's (serve, upstream, demo).
 
-Command bodies stay thin: parse options, call into the gateway modules, report.
+Command bodies stay thin: parse options, call into the gateway modules, report. ``upstream`` and
+``demo`` run development tools (the ``devtools`` package of a source checkout, not in the wheel),
+imported only when those commands run.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from router_core.cli import app
+
+
+def _devtools(module: str) -> Any:
+    """A ``devtools`` module, or a clear error where only the production package is installed.
+
+    In a source checkout (an editable install included) ``devtools/`` sits beside ``gateway/``;
+    the wheel has no ``devtools``.
+    """
+    checkout = str(Path(__file__).resolve().parents[1])
+    if (Path(checkout) / "devtools" / "__init__.py").exists() and checkout not in sys.path:
+        sys.path.append(checkout)
+    try:
+        return importlib.import_module(f"devtools.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("devtools", f"devtools.{module}"):
+            raise
+        typer.secho("error: this command runs a development tool (devtools/), which the installed package "
+                    "does not include; run it from a source checkout", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -47,23 +70,26 @@ def upstream(
     error_status: int = typer.Option(500, help="Status of injected failures."),
     hang: bool = typer.Option(False, help="Never answer (timeout tests)."),
     fail_model: Optional[list[str]] = typer.Option(None, "--fail-model", help="Model that always fails (repeatable)."),
+    control: bool = typer.Option(False, help="Serve POST /_control (unauthenticated: changes the behaviour at run "
+                                             "time; for tests)."),
 ) -> None:
-    """Run the local OpenAI-compatible upstream (demo, tests, benchmarks)."""
+    """Run the fake OpenAI-compatible upstream (demo, tests, benchmarks; a development tool)."""
     import uvicorn
 
-    from .upstream import Behaviour, Upstream, benchmark_records
-
-    names, records = list(models or []), {}
+    fake = _devtools("fake_upstream")
+    names: list[str] = list(models or [])
+    records: dict[str, dict[str, float]] = {}
     if data is not None:
-        data_models, records = benchmark_records(data)
+        data_models, records = fake.benchmark_records(data)
         names = names or data_models
     if not names:
         typer.secho("error: give --models or --data", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    behaviour = Behaviour(latency_ms=latency_ms, per_token_ms=per_token_ms, error_rate=error_rate,
-                          error_status=error_status, hang=hang, fail_models=list(fail_model or []))
-    uvicorn.run(Upstream(names, behaviour, records).app(), host=host, port=port, log_level="warning",
-                access_log=False, timeout_graceful_shutdown=1)  # hung test requests must not block exit
+    behaviour = fake.Behaviour(latency_ms=latency_ms, per_token_ms=per_token_ms, error_rate=error_rate,
+                               error_status=error_status, hang=hang, fail_models=list(fail_model or []))
+    uvicorn.run(fake.FakeUpstream(names, behaviour, records, control=control).app(), host=host, port=port,
+                log_level="warning", access_log=False,
+                timeout_graceful_shutdown=1)  # hung test requests must not block exit
 
 
 @app.command()
@@ -72,10 +98,8 @@ def demo(
     port: int = typer.Option(8000, help="Gateway port."),
     state: Path = typer.Option(Path(".state"), help="Where the router, Redis and the config live."),
 ) -> None:
-    """Build the demo router, start Redis, the upstream and the gateway (Ctrl-C stops all)."""
-    from .demo import run_demo
-
-    raise typer.Exit(run_demo(data, port, state))
+    """Build the demo router, start Redis, the fake upstream and the gateway (Ctrl-C stops all)."""
+    raise typer.Exit(_devtools("demo").run_demo(data, port, state))
 
 
 def main() -> None:

@@ -146,9 +146,6 @@ class GatewayConfig(_Strict):
             raise ValueError(f"router.aliases: {', '.join(clash)} also named in model_list")
         return self
 
-    def model(self, name: str) -> ModelEntry | None:
-        return self.models_by_name.get(name)
-
     @cached_property
     def models_by_name(self) -> dict[str, ModelEntry]:
         return {m.model_name: m for m in self.model_list}

@@ -1,8 +1,9 @@
 """Every Prometheus metric the gateway exports, defined once.
 
 Names carry the ``llm_router_`` prefix and base units; counters end in ``_total``. Labels are
-bounded: configured model names and aliases, decision sources, status classes, error kinds;
-never task IDs, prompts, users or keys. Unknown requested model names are folded into
+bounded: configured model names and aliases, decision sources (``gateway.routing.SOURCES``),
+status classes, failure kinds (``gateway.failures.FAILURE_KINDS``); never task IDs, prompts,
+users or keys. Unknown requested model names are folded into
 ``other`` by :func:`requested_label` before they become a label value.
 
 With several uvicorn workers, ``serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh directory
@@ -21,9 +22,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, multiprocess
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                    30.0, 60.0, 120.0, 300.0)
 
-DECISION_SOURCES = ("cached", "final", "provisional", "instance", "explicit")
-STATUS_CLASSES = ("2xx", "4xx", "5xx")
-UPSTREAM_ERROR_KINDS = ("connection", "timeout", "status_4xx", "status_5xx", "rate_limit", "other")
 OTHER = "other"
 
 REQUESTS = Counter(

@@ -15,7 +15,8 @@ from starlette.responses import Response, StreamingResponse
 
 from . import explain, metrics
 from .errors import GatewayError
-from .forward import Outcome, classify, close_stream
+from .failures import classify
+from .forward import CallKind, Outcome, close_stream
 from .routing import Choice, check_task_id
 from .runtime import Runtime
 
@@ -34,9 +35,9 @@ def task_id_of(request: Request, metadata: Any) -> str | None:
 async def resolve(rt: Runtime, model: str, task_id: str | None, text: str) -> Choice:
     """An alias routes; a configured model passes through; anything else is a 404."""
     if model in rt.config.models_by_name:
-        return rt.routing.explicit(model)
+        return rt.task_router.explicit(model)
     if model in rt.aliases:
-        return await rt.routing.choose(task_id, text)
+        return await rt.task_router.choose(task_id, text)
     raise GatewayError(404, f"model '{model}' is not configured; use an alias ({', '.join(rt.aliases)}) "
                        "or one of GET /v1/models", param="model", code="model_not_found")
 
@@ -51,8 +52,10 @@ class Measure:
         self.done = False
         self.first_byte_s: float | None = None  # streams: when the first chunk went out
 
-    def first_byte(self) -> None:
+    def first_byte(self) -> float:
+        """Mark the first chunk going out; returns the time to it."""
         self.first_byte_s = time.perf_counter() - self.start
+        return self.first_byte_s
 
     def finish(self, status: int, choice: Choice | None, outcome: Outcome | None,
                usage: dict[str, int] | None, cost: float | None) -> None:
@@ -94,7 +97,7 @@ def _cost(rt: Runtime, served: str, usage: dict[str, int] | None) -> float:
     return rt.cost(served, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
 
-async def handle(rt: Runtime, request: Request, kind: str, model: str, metadata: Any, text: str,
+async def handle(rt: Runtime, request: Request, kind: CallKind, model: str, metadata: Any, text: str,
                  body: dict[str, Any], stream: bool) -> Response:
     """Serve one chat or text completion (``kind``) and return the response to send."""
     measure = Measure(rt, model)
@@ -117,10 +120,10 @@ async def handle(rt: Runtime, request: Request, kind: str, model: str, metadata:
         raise
     data = outcome.response.model_dump()
     data["model"] = outcome.served
-    data["router"] = explain.router_object(choice, rt.router.version, outcome)
+    data["router"] = explain.router_object(choice, rt.learned.version, outcome)
     usage = _usage(data)
     cost = _cost(rt, outcome.served, usage)
-    headers = explain.headers(choice, rt.router.version, outcome.served, cost, outcome)
+    headers = explain.headers(choice, rt.learned.version, outcome.served, cost, outcome)
     measure.finish(200, choice, outcome, usage, cost)
     return Response(json.dumps(data), media_type="application/json", headers=headers)
 
@@ -129,9 +132,9 @@ def _sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
-def _chunk(chunk: Any, kind: str, served: str) -> dict[str, Any]:
+def _chunk(chunk: Any, kind: CallKind, served: str) -> dict[str, Any]:
     """A litellm stream chunk as the OpenAI wire shape, naming the model that answers."""
-    data = chunk.model_dump(exclude_none=True)
+    data: dict[str, Any] = chunk.model_dump(exclude_none=True)
     data["model"] = served
     if kind == "text":  # litellm drops an empty final ``text``; the SDK's type requires a string
         for c in data.get("choices") or ():
@@ -139,7 +142,7 @@ def _chunk(chunk: Any, kind: str, served: str) -> dict[str, Any]:
     return data
 
 
-def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, measure: Measure
+def _stream_response(rt: Runtime, kind: CallKind, choice: Choice, outcome: Outcome, measure: Measure
                      ) -> StreamingResponse:
     """Relay chunks as they arrive; the first carries the ``router`` object; ends with [DONE]."""
     served = outcome.served
@@ -150,9 +153,8 @@ def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, m
         try:
             if outcome.first is not None:
                 first = _chunk(outcome.first, kind, served)
-                first["router"] = explain.router_object(choice, rt.router.version, outcome)
-                measure.first_byte()
-                metrics.TIME_TO_FIRST_TOKEN.labels(served).observe(measure.first_byte_s)
+                first["router"] = explain.router_object(choice, rt.learned.version, outcome)
+                metrics.TIME_TO_FIRST_TOKEN.labels(served).observe(measure.first_byte())
                 yield _sse(first)
                 async for chunk in rt.forwarder.relay(outcome.stream, measure.start):
                     data = _chunk(chunk, kind, served)
@@ -177,7 +179,7 @@ def _stream_response(rt: Runtime, kind: str, choice: Choice, outcome: Outcome, m
         await close_stream(outcome.stream)
         measure.finish(CLIENT_CLOSED, choice, outcome, None, None)  # no-op if the body finished it
 
-    headers = explain.headers(choice, rt.router.version, served, None, outcome)
+    headers = explain.headers(choice, rt.learned.version, served, None, outcome)
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"
     return _Relay(body(), on_close, media_type="text/event-stream", headers=headers)

@@ -12,17 +12,23 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from router_core.decision import Decision
+from router_core.embed import Encoder
 from router_core.router import LabelledSamples, Observation, Router
 from router_core.state import TaskAggregates
 
 from . import metrics
 from .config import RouterSettings
-from .decisions import DecisionStore, StoreUnavailable
 from .errors import bad_request
+from .task_store import StoreUnavailable, TaskStore
+
+#: where a request's decision came from (the ``x-router-decision`` header, the ``decision`` label)
+Source = Literal["cached", "final", "provisional", "instance", "explicit"]
+SOURCES: tuple[Source, ...] = get_args(Source)
 
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$")  # no braces (hash tag), no '/' (URL path)
 
@@ -42,7 +48,7 @@ class Choice:
     """A routing outcome: the decision, where it came from, and the task it belongs to."""
 
     decision: Decision
-    source: str  # cached | final | provisional | instance | explicit
+    source: Source
     task_id: str | None
 
     @property
@@ -51,37 +57,51 @@ class Choice:
         return list(self.decision.ranking) or [self.decision.model]
 
 
-class TaskRouter:
-    """router_core's Router + the encoder + the shared decision store."""
+@dataclass
+class TaskState:
+    """A task as the tasks API shows it: its sums, its decision (final, or what the sums give now)."""
 
-    def __init__(self, router: Router, encoder, store: DecisionStore, settings: RouterSettings,
+    aggregates: TaskAggregates
+    labelled: LabelledSamples | None
+    final: bool
+    decision: Decision | None  # None before the task's first prompt
+
+
+class TaskRouter:
+    """The per-task router: router_core's learned :class:`Router`, the encoder and the task state store.
+
+    Every decision the gateway reports (requests, dry runs, samples, the tasks API) is made here.
+    """
+
+    def __init__(self, learned: Router, encoder: Encoder, store: TaskStore, settings: RouterSettings,
                  costs: np.ndarray | None = None) -> None:
-        self.router = router
+        self.learned = learned
         self.encoder = encoder
         self.store = store
         self.settings = settings
-        self.costs = costs
-        self.knobs = {"epsilon": settings.epsilon, "lam": settings.lam, "costs": costs}
+        # the cost knobs router_core decides under (config prices override the artifact's)
+        self.knobs: dict[str, Any] = {"epsilon": settings.epsilon, "lam": settings.lam, "costs": costs}
 
     def explicit(self, model: str) -> Choice:
         return Choice(Decision(model=model, method="explicit", models=[model], ranking=[model]), "explicit", None)
 
     def _predict(self, text: str, labelled: LabelledSamples | None) -> Observation:
         vec = self.encoder.encode([text])
-        return self.router.observe(vec, labelled)
+        return self.learned.observe(vec, labelled)
 
     async def predict(self, text: str, labelled: LabelledSamples | None = None) -> Observation:
-        """router_core's predictions (g, u, ...) for one prompt; embedding runs in a thread so the event loop keeps serving."""
+        """router_core's predictions (g, u, ...) for one prompt; embedding runs in a thread so the event
+        loop keeps serving."""
         return await asyncio.to_thread(self._predict, text, labelled)
 
     def instance(self, g: np.ndarray, task_id: str | None) -> Choice:
         """A prompt routed on its own: per-prompt argmax, or the best model on average if configured."""
         if self.settings.no_task == "bma" and task_id is None:
-            r = self.router
+            r = self.learned
             others = [r.models[i] for i in np.argsort(-np.nan_to_num(r.train_mean), kind="stable") if i != r.bma]
             return Choice(Decision(model=r.bma_model, method="BMA", models=r.models,
                                    ranking=[r.bma_model, *others]), "instance", None)
-        return Choice(self.router.decide_instance(g[0], **self.knobs), "instance", task_id)
+        return Choice(self.learned.decide_instance(g[0], **self.knobs), "instance", task_id)
 
     async def choose(self, task_id: str | None, text: str) -> Choice:
         """Route one prompt, updating the task's shared state."""
@@ -98,6 +118,7 @@ class TaskRouter:
             folded = await self.store.fold(task_id, obs.aggregates())
             if folded.final is not None:  # another process finalised it meanwhile
                 return Choice(folded.final, "cached", task_id)
+            assert folded.aggregates is not None  # a fold returns sums or the final decision
             return await self._decide(task_id, folded.aggregates, commit=True)
         except StoreUnavailable:
             return await self._fail_open(task_id, text)
@@ -111,12 +132,14 @@ class TaskRouter:
         return self.instance(g, task_id)
 
     async def _decide(self, task_id: str, agg: TaskAggregates, commit: bool) -> Choice:
-        decision = self.router.decide(agg, **self.knobs)
+        decision = self.learned.decide(agg, **self.knobs)
         if agg.n < self.settings.min_samples:
             return Choice(decision, "provisional", task_id)
         if not commit:
             return Choice(decision, "final", task_id)
         winner, ours = await self.store.set_final(task_id, decision)
+        if winner is None:  # neither stored nor read back: the pick stands, but nothing made it final
+            return Choice(decision, "provisional", task_id)
         return Choice(winner, "final" if ours else "cached", task_id)
 
     async def dry_run(self, task_id: str | None, text: str) -> Choice:
@@ -133,6 +156,12 @@ class TaskRouter:
         obs = await self.predict(text, labelled)
         return await self._decide(task_id, agg.merge(obs.aggregates()), commit=False)
 
+    async def task_state(self, task_id: str) -> TaskState:
+        """The task's sums and decision, without changing any state (raises StoreUnavailable)."""
+        final, agg, labelled = await self.store.peek(task_id)
+        decision = final or (self.learned.decide(agg, **self.knobs) if agg.n else None)
+        return TaskState(agg, labelled, final is not None, decision)
+
     async def add_samples(self, task_id: str, texts: list[str], labels: list[dict[str, float] | None]
                           ) -> tuple[Choice | None, int, int]:
         """Fold example prompts into the task; the labelled ones also join its pool.
@@ -146,9 +175,10 @@ class TaskRouter:
             kept = await self.store.add_samples(task_id, vecs[labelled_idx],
                                                 [labels[i] for i in labelled_idx])  # type: ignore[misc]
         pool = await self.store.labelled(task_id)
-        obs = await asyncio.to_thread(self.router.observe, vecs, pool)
+        obs = await asyncio.to_thread(self.learned.observe, vecs, pool)
         folded = await self.store.fold(task_id, obs.aggregates())
         if folded.final is not None:
             return Choice(folded.final, "cached", task_id), len(texts), kept
+        assert folded.aggregates is not None  # a fold returns sums or the final decision
         choice = await self._decide(task_id, folded.aggregates, commit=True)
         return choice, len(texts), kept

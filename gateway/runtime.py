@@ -10,17 +10,17 @@ from starlette.requests import Request
 from router_core.router import Router
 
 from .config import GatewayConfig
-from .decisions import DecisionStore
 from .forward import Forwarder
 from .routing import TaskRouter
+from .task_store import TaskStore
 
 
 @dataclass
 class Runtime:
     config: GatewayConfig
-    router: Router
-    store: DecisionStore
-    routing: TaskRouter
+    learned: Router  # router_core's router, loaded from the artifact
+    store: TaskStore  # every task's state, shared through Redis
+    task_router: TaskRouter  # decides for a task (or a lone prompt) from the two above
     forwarder: Forwarder
 
     @property
@@ -43,4 +43,5 @@ def config_costs(config: GatewayConfig, models: list[str]) -> np.ndarray | None:
 
 async def get_runtime(request: Request) -> Runtime:
     """FastAPI dependency (async: a sync one would cost a thread-pool hop per request)."""
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime
+    return runtime

@@ -26,7 +26,11 @@ def run(config_path: Path, host: str, port: int, workers: int, log_level: str = 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(config_path)  # fails here, naming the field, before anything starts
-    check_models(config)
+    # the model check runs once per process that builds an app (create_app); with workers the
+    # parent builds none, so it checks here, before anything starts
+    app = create_app(config) if workers == 1 else None
+    if app is None:
+        check_models(config)
     embedded = None
     if config.redis.url is None and not os.environ.get(REDIS_URL_ENV):
         embedded = EmbeddedRedis(config.redis.state_dir).start()
@@ -36,12 +40,12 @@ def run(config_path: Path, host: str, port: int, workers: int, log_level: str = 
     # uvicorn re-raises SIGTERM after its graceful shutdown; exit through ``finally`` instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        if workers > 1:
+        if app is None:
             os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
             uvicorn.run("gateway.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                         log_level=log_level, access_log=False, timeout_graceful_shutdown=GRACE_S)
         else:
-            uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False,
+            uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
                         timeout_graceful_shutdown=GRACE_S)
     finally:
         if embedded is not None:

@@ -19,7 +19,7 @@ async def liveness() -> Response:
 @router.get("/health/readiness", summary="Router loaded; Redis reachable, or failing open (said in the body)")
 async def readiness(rt: Runtime = Depends(get_runtime)) -> Response:
     redis_ok = await rt.store.ping()
-    body = {"status": "ready", "router": {"artifact": rt.router.version, "models": len(rt.router.models)},
+    body = {"status": "ready", "router": {"artifact": rt.learned.version, "models": len(rt.learned.models)},
             "redis": "ok" if redis_ok else "unreachable",
             "fail_open": not redis_ok}
     if not redis_ok:

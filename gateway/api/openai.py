@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse, Response
@@ -15,7 +16,7 @@ from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["OpenAI-compatible"])
 
-EXPLAINED = {
+EXPLAINED: dict[int | str, dict[str, Any]] = {
     200: {"description": "The upstream's response, with `model` set to the model that answered and a "
                          "`router` object (decision, chosen model, scores, p_hat). Headers: x-router-model, "
                          "x-router-decision, x-router-task-id, x-router-artifact, x-router-cost-usd. "
@@ -38,7 +39,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
 
 @router.post("/completions", responses=EXPLAINED, summary="Text completion (routed for aliases)")
 async def completions(body: CompletionRequest, request: Request, rt: Runtime = Depends(get_runtime)) -> Response:
-    text = body.routing_text(rt.config.router.prompt_field)
+    text = body.routing_text()
     return await handle(rt, request, "text", body.model, body.metadata, text, body.upstream_body(), body.stream)
 
 

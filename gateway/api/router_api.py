@@ -6,12 +6,12 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse, Response
 
 from ..auth import require_key
-from ..decisions import StoreUnavailable
 from ..errors import GatewayError, bad_request
 from ..explain import router_object
 from ..proxy import task_id_of
 from ..routing import check_task_id
 from ..runtime import Runtime, get_runtime
+from ..task_store import StoreUnavailable
 from .schemas import ChatCompletionRequest, RouteRequest, SamplesRequest
 
 router = APIRouter(prefix="/v1/router", dependencies=[Depends(require_key)], tags=["Router"])
@@ -32,15 +32,14 @@ def _task(task_id: str) -> str:
 async def get_task(task_id: str, rt: Runtime = Depends(get_runtime)) -> Response:
     task_id = _task(task_id)
     try:
-        final, agg, labelled = await rt.store.peek(task_id)
+        state = await rt.task_router.task_state(task_id)
     except StoreUnavailable as exc:
         raise _unavailable(exc) from None
-    out = {"task_id": task_id, "artifact": rt.router.version, "min_samples": rt.config.router.min_samples,
-           "n": agg.n, "final": final is not None, "labelled_samples": len(labelled) if labelled else 0,
-           "aggregates": agg.to_dict()}
-    decision = final or (rt.router.decide(agg, **rt.routing.knobs) if agg.n else None)
-    out["decision"] = decision.to_dict() if decision else None
-    return JSONResponse(out)
+    agg = state.aggregates
+    return JSONResponse({
+        "task_id": task_id, "artifact": rt.learned.version, "min_samples": rt.config.router.min_samples,
+        "n": agg.n, "final": state.final, "labelled_samples": len(state.labelled) if state.labelled else 0,
+        "aggregates": agg.to_dict(), "decision": state.decision.to_dict() if state.decision else None})
 
 
 @router.delete("/tasks/{task_id}", summary="Forget a task (its sums, decision and samples)")
@@ -56,7 +55,7 @@ async def delete_task(task_id: str, rt: Runtime = Depends(get_runtime)) -> Respo
 @router.post("/tasks/{task_id}/samples", summary="Add example prompts, optionally with per-model labels")
 async def add_samples(task_id: str, body: SamplesRequest, rt: Runtime = Depends(get_runtime)) -> Response:
     task_id = _task(task_id)
-    known = set(rt.router.models)
+    known = set(rt.learned.models)
     for i, sample in enumerate(body.samples):
         for model, value in (sample.labels or {}).items():
             if model not in known:
@@ -65,12 +64,12 @@ async def add_samples(task_id: str, body: SamplesRequest, rt: Runtime = Depends(
                 raise bad_request(f"samples[{i}].labels.{model}: must be within [0, 1]",
                                   param=f"samples.{i}.labels")
     try:
-        choice, folded, kept = await rt.routing.add_samples(
+        choice, folded, kept = await rt.task_router.add_samples(
             task_id, [s.prompt for s in body.samples], [s.labels for s in body.samples])
     except StoreUnavailable as exc:
         raise _unavailable(exc) from None
     return JSONResponse({"task_id": task_id, "folded": folded, "labelled_samples": kept,
-                         "router": router_object(choice, rt.router.version) if choice else None})
+                         "router": router_object(choice, rt.learned.version) if choice else None})
 
 
 @router.post("/route", summary="Dry run: the model a request would be routed to and why (no upstream call)")
@@ -83,7 +82,7 @@ async def route(body: RouteRequest, request: Request, rt: Runtime = Depends(get_
     else:
         raise bad_request("give 'messages' or 'prompt'", param="messages", code="missing_field")
     task_id = check_task_id(body.task_id) if body.task_id else task_id_of(request, body.metadata)
-    choice = await rt.routing.dry_run(task_id, text)
-    return JSONResponse({"model": choice.decision.model, "router": router_object(choice, rt.router.version),
+    choice = await rt.task_router.dry_run(task_id, text)
+    return JSONResponse({"model": choice.decision.model, "router": router_object(choice, rt.learned.version),
                          "decision": choice.decision.to_dict()})
 

@@ -36,7 +36,8 @@ class ChatCompletionRequest(BaseModel):
         {"model": "router", "messages": [{"role": "user", "content": "Which planet is largest?"}],
          "metadata": {"task_id": "astronomy-quiz"}}]})
 
-    model: str = Field(min_length=1, description="A configured model (passes through) or an alias such as 'router' (routes).")
+    model: str = Field(min_length=1, description="A configured model (passes through) or an alias such as "
+                                                 "'router' (routes).")
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
     metadata: Metadata | None = None
@@ -63,7 +64,9 @@ class CompletionRequest(BaseModel):
     stream: bool = False
     metadata: Metadata | None = None
 
-    def routing_text(self, field: str) -> str:
+    def routing_text(self) -> str:
+        """The text router_core embeds: the whole prompt (a text completion has no turns to pick
+        from, so ``router.prompt_field`` does not apply)."""
         return self.prompt if isinstance(self.prompt, str) else "\n".join(self.prompt)
 
     def upstream_body(self) -> dict[str, Any]:

@@ -32,6 +32,8 @@ EVERYTHING_ON = {
     "autoscaling": {"enabled": True},
     "secretEnv": {"OPENAI_API_KEY": "sk-provider"},
 }
+# the opt-in demo install: the fake upstream serves the artifact's models (the default deploys no fake)
+DEMO = {"demoUpstream": {"enabled": True}}
 REAL_MODELS = {
     "demoUpstream": {"enabled": False},
     "redis": {"enabled": False, "externalUrl": "os.environ/REDIS_URL"},
@@ -49,8 +51,10 @@ def chart():
 
 
 def render(chart, values: dict | None = None) -> dict[str, list[dict]]:
-    """Rendered objects by kind (the release's manifests; NOTES.txt left out)."""
+    """Rendered objects by kind (the release's manifests; NOTES.txt left out) of a demo install
+    (:data:`DEMO`) with ``values`` on top."""
     out: dict[str, list[dict]] = {}
+    values = {**DEMO, **(values or {})}
     for path, text in chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True).items():
         if not path.endswith("NOTES.txt"):
             for doc in load_all_strict(text):
@@ -138,8 +142,8 @@ def test_default_install_is_complete_and_has_no_migration_jobs(chart):
 def test_default_config_loads_and_reaches_the_rendered_services(chart, tmp_path, monkeypatch):
     objects = render(chart)
     cfg = load_rendered_config(objects, tmp_path, monkeypatch)
-    artifact_models = [m["name"] for m in json.loads(
-        (ROOT / compose()["services"]["gateway"]["build"]["additional_contexts"]["routerdata"] / "models.json").read_text())]
+    routerdata = ROOT / compose()["services"]["gateway"]["build"]["additional_contexts"]["routerdata"]
+    artifact_models = [m["name"] for m in json.loads((routerdata / "models.json").read_text())]
     assert cfg.missing_models(artifact_models) == []
     up_name, up_port = service_port(objects, f"{FULLNAME}-upstream")
     for m in cfg.model_list:
@@ -172,6 +176,14 @@ def test_user_models_and_external_redis(chart, tmp_path, monkeypatch):
 def test_no_models_and_no_demo_upstream_fails_to_render(chart):
     with pytest.raises(helm.HelmRenderError, match="config.model_list is empty"):
         chart.render({"demoUpstream": {"enabled": False}}, name=RELEASE, namespace=NAMESPACE)
+
+
+def test_default_values_deploy_no_fake_upstream(chart):
+    with pytest.raises(helm.HelmRenderError, match="config.model_list is empty"):
+        chart.render(None, name=RELEASE, namespace=NAMESPACE)  # the default: no demo, so models are needed
+    models = {"config": {"model_list": REAL_MODELS["config"]["model_list"]}}
+    objects = render(chart, {**models, "demoUpstream": {}})  # the chart's own demoUpstream defaults
+    assert sorted(d["metadata"]["name"] for d in objects["Deployment"]) == [FULLNAME, f"{FULLNAME}-redis"]
 
 
 def test_config_checksum_annotation_follows_the_config(chart):
@@ -285,7 +297,7 @@ def test_service_monitor_scrapes_the_gateway_as_the_job_the_alerts_expect(chart)
 
 
 def test_notes_render_with_the_commands_a_user_needs(chart):
-    notes = next(v for k, v in chart.render(name=RELEASE, namespace=NAMESPACE).items() if k.endswith("NOTES.txt"))
+    notes = next(v for k, v in chart.render(DEMO, name=RELEASE, namespace=NAMESPACE).items() if k.endswith("NOTES.txt"))
     assert f"port-forward svc/{FULLNAME} 8000:8000" in notes
     assert f"get secret {FULLNAME}" in notes and "LLM_ROUTER_API_KEY" in notes
     assert f"helm test {RELEASE}" in notes

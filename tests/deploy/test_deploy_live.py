@@ -82,7 +82,7 @@ def upstream(tmp_path_factory) -> Iterator[str]:
 
     port = free_port()
     logs = tmp_path_factory.mktemp("upstream")
-    proc = start([sys.executable, "-m", "gateway", "upstream", "--port", str(port),
+    proc = start([sys.executable, "-m", "gateway", "upstream", "--port", str(port), "--control",
                   "--data", str(shared_data_root() / "routerbench-subset")], logs / "upstream.log")
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200,

@@ -15,8 +15,8 @@ import pytest
 
 from gateway.redis_embedded import EmbeddedRedis, die_with_parent, free_port
 
-from gateway_support import (API_KEY, PER_TASK, ROOT, TASKS, ThreadGateway, UpstreamHandle,
-                             make_config, wait_http)
+from devtools.processes import wait_http
+from gateway_support import API_KEY, PER_TASK, ROOT, TASKS, ThreadGateway, UpstreamHandle, make_config
 
 
 @dataclass
@@ -75,7 +75,7 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def upstream(shared_data: Path) -> Iterator[UpstreamHandle]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "upstream", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "upstream", "--port", str(port), "--control",
                              "--data", str(shared_data / "routerbench-subset")], cwd=ROOT, preexec_fn=die_with_parent)
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models", proc)

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from gateway.demo import wait_http  # noqa: F401  (re-exported for the tests)
+from devtools.processes import wait_http
 from gateway.redis_embedded import free_port
 
 TASKS = ["arc-challenge", "mbpp", "winogrande"]
@@ -18,6 +18,7 @@ PER_TASK = 60
 MIN_SAMPLES = 4
 LAMBDA = 300.0  # a cost knob under which these three tasks favour different models
 API_KEY = "test-key-" + uuid.uuid4().hex[:8]
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -80,6 +81,28 @@ class ThreadGateway:
 
 def chat(prompt: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}]
+
+
+def send(client: Any, prompt: str, task_id: str | None = None, stream: bool = False
+         ) -> tuple[str, str, dict[str, Any] | None]:
+    """A routed chat completion through the OpenAI SDK: (x-router-decision, x-router-model, the body's
+    ``router`` object; None for a stream, which is read to the end)."""
+    headers = {"X-Task-ID": task_id} if task_id else {}
+    raw = client.chat.completions.with_raw_response.create(model="router", messages=chat(prompt),
+                                                           extra_headers=headers, stream=stream)
+    if stream:
+        assert list(raw.parse())
+        return raw.headers["x-router-decision"], raw.headers["x-router-model"], None
+    return raw.headers["x-router-decision"], raw.headers["x-router-model"], raw.parse().model_extra["router"]
+
+
+def post(url: str, body: Any = None, headers: dict[str, str] | None = None, path: str = "/v1/chat/completions",
+         **kw: Any) -> httpx.Response:
+    """POST to a gateway with the test key (``headers`` added to it), 30 s timeout unless given."""
+    kw.setdefault("timeout", 30)
+    if body is not None:
+        kw["json"] = body
+    return httpx.post(url + path, headers={**AUTH, **(headers or {})}, **kw)
 
 
 def offline_decision(router, encoder, prompts: list[str], lam: float = LAMBDA):

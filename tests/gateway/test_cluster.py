@@ -12,9 +12,8 @@ import pytest
 import redis
 
 from gateway.redis_embedded import EmbeddedRedis, free_port
-from gateway_support import API_KEY, MIN_SAMPLES, ThreadGateway, chat, make_config
+from gateway_support import API_KEY, AUTH, MIN_SAMPLES, ThreadGateway, chat, make_config
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def cluster_port() -> int:

@@ -6,9 +6,8 @@ import httpx
 import openai
 import pytest
 
-from gateway_support import API_KEY, chat
+from gateway_support import API_KEY, AUTH, chat, post
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def assert_openai_error(r: httpx.Response, status: int, param: str | None = None) -> dict:
@@ -19,11 +18,6 @@ def assert_openai_error(r: httpx.Response, status: int, param: str | None = None
     if param is not None:
         assert err["param"] == param
     return err
-
-
-def post(gateway, body, headers=None, path="/v1/chat/completions", **kw) -> httpx.Response:
-    return httpx.post(gateway.url + path, headers={**AUTH, **(headers or {})}, timeout=30, **kw,
-                      **({"json": body} if body is not None else {}))
 
 
 def test_malformed_json_is_400(gateway):
@@ -42,19 +36,19 @@ def test_malformed_json_is_400(gateway):
     ({"model": 7, "messages": chat("hi")}, "model"),
 ])
 def test_missing_or_mistyped_fields_are_400(gateway, body, param):
-    assert_openai_error(post(gateway, body), 400, param)
+    assert_openai_error(post(gateway.url, body), 400, param)
 
 
 def test_non_object_body_is_400(gateway):
-    assert_openai_error(post(gateway, [1, 2]), 400)
+    assert_openai_error(post(gateway.url, [1, 2]), 400)
     r = httpx.post(gateway.url + "/v1/chat/completions", headers=AUTH, content=b"model=router")
     assert_openai_error(r, 400)
 
 
 def test_bad_task_id_is_400(gateway):
-    assert_openai_error(post(gateway, {"model": "router", "messages": chat("hi")}, {"X-Task-ID": "a{b}"}),
+    assert_openai_error(post(gateway.url, {"model": "router", "messages": chat("hi")}, {"X-Task-ID": "a{b}"}),
                         400, "task_id")
-    assert_openai_error(post(gateway, {"model": "router", "messages": chat("hi"), "metadata": {"task_id": 5}}),
+    assert_openai_error(post(gateway.url, {"model": "router", "messages": chat("hi"), "metadata": {"task_id": 5}}),
                         400, "metadata.task_id")
 
 
@@ -66,7 +60,7 @@ def test_unknown_model_is_404(client):
 
 def test_too_large_is_413(gateway):
     big = {"model": "router", "messages": chat("x" * 100_000)}
-    assert_openai_error(post(gateway, big), 413)
+    assert_openai_error(post(gateway.url, big), 413)
 
     def chunks():  # no content-length: the limit applies while reading
         yield b'{"model": "router", "messages": [{"role": "user", "content": "'
@@ -119,6 +113,6 @@ def test_upstream_hang_is_504_not_a_hang(client, upstream, router):
 def test_upstream_client_error_is_relayed_not_retried(gateway, upstream, router):
     upstream.control(fail_models=[router.models[0]], error_status=400)
     calls = upstream.control()["calls"].get(router.models[0], 0)
-    r = post(gateway, {"model": router.models[0], "messages": chat("hi")})
+    r = post(gateway.url, {"model": router.models[0], "messages": chat("hi")})
     assert assert_openai_error(r, 400)["code"] == "upstream_rejected"
     assert upstream.control()["calls"][router.models[0]] == calls + 1  # no retry of a client error

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 
 import httpx
+import litellm
 import pytest
 
-from gateway.forward import direct_chat  # first: it keeps litellm from fetching its cost map at import
-import litellm  # noqa: E402
-from gateway_support import API_KEY, ThreadGateway, chat, make_config
+from gateway.litellm_direct import ParamMemo, configure, direct_chat
+from gateway_support import AUTH, ThreadGateway, chat, make_config, post
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 TIMEOUT = httpx.Timeout(5.0, connect=1.0)
 PLAIN = {"model": "openai/some-model", "api_base": "http://127.0.0.1:1/v1", "api_key": "k", "max_retries": 0,
          "timeout": TIMEOUT, "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
@@ -59,15 +58,11 @@ def _output_tokens(gw, model: str) -> float:
     return float(lines[0].split()[-1]) if lines else 0.0
 
 
-def _post(gw, body, **kw) -> httpx.Response:
-    return httpx.post(gw.url + "/v1/chat/completions", headers=AUTH, json=body, timeout=30, **kw)
-
-
 @pytest.mark.parametrize("index,via_acompletion", [(0, True), (1, False)])
 def test_both_paths_answer_alike(two_path_gateway, router, acompletion_calls, index, via_acompletion):
     model = router.models[index]
     tokens = _output_tokens(two_path_gateway, model)
-    r = _post(two_path_gateway, {"model": model, "messages": chat("hi"), "temperature": 0.1, "top_k": 3})
+    r = post(two_path_gateway.url, {"model": model, "messages": chat("hi"), "temperature": 0.1, "top_k": 3})
     assert r.status_code == 200, r.text
     data = r.json()
     assert data["model"] == model and data["object"] == "chat.completion"
@@ -96,23 +91,21 @@ def test_both_paths_answer_alike(two_path_gateway, router, acompletion_calls, in
 def test_both_paths_classify_upstream_errors_alike(two_path_gateway, router, upstream, index, status, code, kind):
     model = router.models[index]
     upstream.control(fail_models=[model], error_status=status)
-    r = _post(two_path_gateway, {"model": model, "messages": chat("hi")})
+    r = post(two_path_gateway.url, {"model": model, "messages": chat("hi")})
     assert r.status_code == code, r.text
     metrics = httpx.get(two_path_gateway.url + "/metrics").text
     assert f'llm_router_upstream_errors_total{{kind="{kind}",served_model="{model}"}}' in metrics
 
 
 def test_mapped_parameters_are_memoized_per_value_and_type():
-    from gateway.forward import Forwarder
-
-    f = Forwarder.__new__(Forwarder)
-    f._mapped = {}
-    first = f._optional_params("m", {"temperature": 1, "user": "u"})
+    configure()  # drop_params, as the forwarder sets it
+    memo = ParamMemo()
+    first = memo.map("m", {"temperature": 1, "user": "u"})
     assert first["temperature"] == 1 and "user" not in first  # mapped like acompletion (drop_params drops it)
     first["extra_body"]["x"] = 1  # a caller's changes never reach the memo
-    again = f._optional_params("m", {"temperature": 1, "user": "u"})
-    assert again == f._optional_params("m", {"user": "u", "temperature": 1}) and "x" not in again["extra_body"]
-    assert type(f._optional_params("m", {"temperature": 1.0})["temperature"]) is float
-    assert type(f._optional_params("m", {"temperature": 1})["temperature"]) is int
-    assert "tools" in f._optional_params("m", {"tools": [{"type": "function", "function": {"name": "f"}}]})
-    assert len(f._mapped) == 3  # the tools call was not memoized
+    again = memo.map("m", {"temperature": 1, "user": "u"})
+    assert again == memo.map("m", {"user": "u", "temperature": 1}) and "x" not in again["extra_body"]
+    assert type(memo.map("m", {"temperature": 1.0})["temperature"]) is float
+    assert type(memo.map("m", {"temperature": 1})["temperature"]) is int
+    assert "tools" in memo.map("m", {"tools": [{"type": "function", "function": {"name": "f"}}]})
+    assert len(memo) == 3  # the tools call was not memoized

@@ -9,9 +9,9 @@ import openai
 import pytest
 
 from gateway.redis_embedded import EmbeddedRedis
-from gateway_support import API_KEY, MIN_SAMPLES, ThreadGateway, chat, make_config
+from gateway_support import API_KEY, AUTH, MIN_SAMPLES, ThreadGateway, chat, make_config
+from gateway_support import send as send_chat
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def ranking_for(gateway, prompt: str, task_id: str | None = None) -> list[str]:
@@ -61,12 +61,7 @@ def test_redis_killed_mid_test_every_request_still_succeeds(router_dir, router, 
         client = openai.OpenAI(base_url=gw.url + "/v1", api_key=API_KEY, max_retries=0)
 
         def send(prompt, task_id=None, stream=False):
-            headers = {"X-Task-ID": task_id} if task_id else {}
-            raw = client.chat.completions.with_raw_response.create(model="router", messages=chat(prompt),
-                                                                   extra_headers=headers, stream=stream)
-            if stream:
-                assert list(raw.parse())
-            return raw.headers["x-router-decision"], raw.headers["x-router-model"]
+            return send_chat(client, prompt, task_id, stream)[:2]
 
         prompts = bench.held_out["mbpp"][:MIN_SAMPLES]
         for p in prompts:

@@ -7,16 +7,8 @@ import uuid
 import httpx
 import pytest
 
-from gateway_support import API_KEY, MIN_SAMPLES, TASKS, chat, offline_decision
+from gateway_support import AUTH, MIN_SAMPLES, TASKS, chat, offline_decision, send
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-
-def send(client, prompt: str, task_id: str | None):
-    headers = {"X-Task-ID": task_id} if task_id else {}
-    raw = client.chat.completions.with_raw_response.create(model="router", messages=chat(prompt),
-                                                           extra_headers=headers)
-    return raw.headers["x-router-decision"], raw.headers["x-router-model"], raw.parse().model_extra["router"]
 
 
 def test_decision_becomes_final_at_min_samples_then_sticks(client, bench, router, encoder, task_id):

@@ -16,9 +16,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.redis_embedded import die_with_parent, free_port
-from gateway_support import API_KEY, MIN_SAMPLES, ROOT, chat, wait_http
+from devtools.processes import wait_http
+from gateway_support import API_KEY, AUTH, MIN_SAMPLES, ROOT, chat
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @pytest.fixture(scope="module")

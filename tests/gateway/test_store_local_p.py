@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gateway.config import RedisSettings
-from gateway.decisions import DecisionStore
+from gateway.task_store import RedisTaskStore
 
 
 @pytest.fixture()
@@ -19,7 +19,7 @@ def local_router(router):
 
 async def test_fold_sums_local_p_and_decides_like_the_batch(local_router, redis_url, bench, encoder):
     assert local_router.agree is not None
-    store = DecisionStore.from_url(redis_url, RedisSettings(), f"test-{uuid.uuid4().hex[:6]}",
+    store = RedisTaskStore.from_url(redis_url, RedisSettings(), f"test-{uuid.uuid4().hex[:6]}",
                                    local_router.models, ttl_s=60)
     task = f"local-{uuid.uuid4().hex[:8]}"
     vecs = encoder.encode(bench.held_out["mbpp"][:6])

@@ -111,11 +111,13 @@ def test_cli_build_route_eval(subset, tmp_path, shared_data):
     folder.mkdir()
     with gzip.open(folder / "records.jsonl.gz", "wt") as fh:
         for p, t, lab in zip(subset.prompts, subset.tasks, subset.labels):
-            fh.write(json.dumps({"task": t, "prompt": p, "correct": {m: float(v) for m, v in zip(subset.models, lab) if not np.isnan(v)}}) + "\n")
+            correct = {m: float(v) for m, v in zip(subset.models, lab) if not np.isnan(v)}
+            fh.write(json.dumps({"task": t, "prompt": p, "correct": correct}) + "\n")
     res = runner.invoke(app, ["build", "--data", str(folder), "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     prompts = tmp_path / "p.jsonl"
-    prompts.write_text("\n".join(json.dumps({"prompt": p}) for p, t in zip(subset.prompts, subset.tasks) if t == "mbpp"))
+    mbpp = [p for p, t in zip(subset.prompts, subset.tasks) if t == "mbpp"]
+    prompts.write_text("\n".join(json.dumps({"prompt": p}) for p in mbpp))
     res = runner.invoke(app, ["route", "--router", str(tmp_path / "r"), "--prompts", str(prompts), "--instance"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)

@@ -1,4 +1,4 @@
-"""``llm-router demo`` (what ``make run`` starts): router, Redis, upstream and gateway in one go.
+"""``llm-router demo`` (what ``make run`` starts): router, Redis, fake upstream and gateway in one go.
 
 Everything lives under the state directory: the router artifact (rebuilt only when the data
 changed), Redis's data file and the generated config. The upstream serves the data's models and
@@ -13,13 +13,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .redis_embedded import EmbeddedRedis, die_with_parent, free_port
+from gateway.redis_embedded import EmbeddedRedis, die_with_parent, free_port
+
+from .processes import stop_all, wait_http
 
 
 def data_fingerprint(folder: Path) -> str:
@@ -54,7 +55,7 @@ def ensure_router(data: Path, out: Path) -> dict[str, Any]:
 
 def demo_config(artifact_dir: Path, models: list[str], costs: list[float] | None, upstream_url: str,
                 redis_url: str) -> dict[str, Any]:
-    """A gateway config routing over ``models`` served by the local upstream (no API keys)."""
+    """A gateway config routing over ``models`` served by the fake upstream (no API keys)."""
     model_list = []
     for i, m in enumerate(models):
         info: dict[str, Any] = {}
@@ -65,35 +66,6 @@ def demo_config(artifact_dir: Path, models: list[str], costs: list[float] | None
     return {"model_list": model_list,
             "router": {"artifact": str(artifact_dir), "aliases": ["router", "auto"], "min_samples": 10},
             "redis": {"url": redis_url}, "auth": {"api_keys": []}}
-
-
-def wait_http(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 120.0) -> None:
-    """Wait until ``url`` answers 200 (fails early if ``proc``, the server, exits)."""
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
-
-
-def stop_all(procs: list[subprocess.Popen], grace_s: float = 15.0) -> None:
-    """Terminate child servers (last started first), killing any that outlive ``grace_s``."""
-    for p in reversed(procs):
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 def _exit_on_sigterm(*_: object) -> None:
@@ -132,7 +104,8 @@ def run_demo(data: Path, port: int, state: Path) -> int:
         print(f"\ngateway ready on http://127.0.0.1:{port}  (Ctrl-C stops everything)\n"
               f"  curl http://127.0.0.1:{port}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
               f"    -H 'X-Task-ID: demo' \\\n"
-              f"    -d '{{\"model\": \"router\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is 2+2?\"}}]}}'\n",
+              f"    -d '{{\"model\": \"router\", \"messages\": "
+              f"[{{\"role\": \"user\", \"content\": \"What is 2+2?\"}}]}}'\n",
               file=sys.stderr)
         return gateway.wait()
     except KeyboardInterrupt:

@@ -1,8 +1,10 @@
-"""A local OpenAI-compatible server for the demo, the tests and the benchmark.
+"""The fake upstream: a local OpenAI-compatible server for the demo, the tests and the benchmarks.
 
 It serves chat completions, completions (both also streamed), embeddings and the model list for
 any configured model name. Latency (fixed + per token) and failures (rate, status, hang, per
-model) are settable at start and at run time (``POST /_control``). Given a benchmark data folder,
+model) are settable at start, and at run time through ``POST /_control`` when it was started with
+``control=True`` (``llm-router upstream --control``): that endpoint is unauthenticated, so it is
+off unless asked for. Given a benchmark data folder,
 each answer names the model and says whether the benchmark records that model as correct on
 that prompt, so a demo shows what routing buys without calling a paid API.
 """
@@ -27,7 +29,7 @@ from starlette.routing import Route
 
 @dataclass
 class Behaviour:
-    """What the server does; every field can be changed at run time via ``POST /_control``."""
+    """What the server does; with the control endpoint on, ``POST /_control`` changes any field."""
 
     latency_ms: float = 0.0
     per_token_ms: float = 0.0
@@ -38,10 +40,11 @@ class Behaviour:
     answer_tokens: int = 8
 
 
-class Upstream:
+class FakeUpstream:
     def __init__(self, models: list[str], behaviour: Behaviour | None = None,
-                 records: dict[str, dict[str, float]] | None = None) -> None:
+                 records: dict[str, dict[str, float]] | None = None, control: bool = False) -> None:
         self.models = list(models)
+        self.control_enabled = control
         self.behaviour = behaviour or Behaviour()
         self.records = records or {}
         self.calls: dict[str, int] = {}
@@ -182,13 +185,15 @@ class Upstream:
         return JSONResponse({"behaviour": asdict(self.behaviour), "calls": self.calls, "streams": self.streams})
 
     def app(self) -> Starlette:
-        return Starlette(routes=[
+        routes = [
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             Route("/v1/models", self.list_models, methods=["GET"]),
-            Route("/_control", self.control, methods=["GET", "POST"]),
-        ])
+        ]
+        if self.control_enabled:
+            routes.append(Route("/_control", self.control, methods=["GET", "POST"]))
+        return Starlette(routes=routes)
 
 
 def benchmark_records(folder: str | Path) -> tuple[list[str], dict[str, dict[str, float]]]:

@@ -1,15 +1,14 @@
-"""Task decisions and running aggregates in Redis, shared by every gateway process.
+"""The task state store: each task's running sums, final decision and labelled samples in Redis.
 
-Keys (one task's keys share a hash tag, so they live in one Redis Cluster slot)::
-
-    <prefix>:{<task>}:<artifact version>:agg     hash: n, u, g:<i>, b:<i>, l:<i>?   (TTL)
-    <prefix>:{<task>}:<artifact version>:final   JSON decision               (TTL)
-    <prefix>:{<task>}:samples                    list of labelled samples    (TTL)
+Shared by every gateway process. :class:`TaskStateLayout` is the one place that says how a
+task's state is laid out (documented there); :class:`TaskStore` is the interface the routing
+code uses, :class:`RedisTaskStore` its implementation.
 
 Folding a prompt is one Lua script (atomic): it returns the final decision if one exists,
-else adds the prompt's g row, thresholded row and u to the hash and returns the new sums. The
-first process to write ``final`` wins (``SET NX``); the others read the winner back. A new
-artifact version means new keys, so older decisions are never used.
+else adds the prompt's sums (g row, thresholded row, u, and the local p row when kept) to the
+hash and returns the new sums. The first process to write ``final`` wins (``SET NX``); the
+others read the winner back. A new artifact version means new keys, so older decisions are
+never used.
 
 If Redis fails, the store raises :class:`StoreUnavailable`, counts the failure, flips the
 fail-open gauge, and does not touch Redis again for ``retry_after_s``; decisions seen before stay
@@ -25,7 +24,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -39,22 +38,19 @@ from router_core.state import TaskAggregates
 from . import metrics
 from .config import RedisSettings
 
-log = logging.getLogger("gateway.decisions")
+log = logging.getLogger("gateway.task_store")
 T = TypeVar("T")
 
+# KEYS[1] sums hash, KEYS[2] final decision; ARGV: ttl, then (op, field, amount) triples, op
+# 'i' (integer) or 'f' (float). The script knows no field: TaskStateLayout.fold_args names them.
 FOLD = """
 local final = redis.call('GET', KEYS[2])
 if final then return {'final', final} end
-local m = tonumber(ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'n', ARGV[2])
-redis.call('HINCRBYFLOAT', KEYS[1], 'u', ARGV[3])
-for i = 1, m do
-  redis.call('HINCRBYFLOAT', KEYS[1], 'g:' .. (i - 1), ARGV[4 + i])
-  if ARGV[4 + m + i] ~= '0' then
-    redis.call('HINCRBY', KEYS[1], 'b:' .. (i - 1), ARGV[4 + m + i])
-  end
-  if #ARGV >= 4 + 3 * m then  -- the local p estimate's sums, when the router keeps them
-    redis.call('HINCRBYFLOAT', KEYS[1], 'l:' .. (i - 1), ARGV[4 + 2 * m + i])
+for i = 2, #ARGV, 3 do
+  if ARGV[i] == 'i' then
+    redis.call('HINCRBY', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+  else
+    redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i + 1], ARGV[i + 2])
   end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
@@ -80,13 +76,53 @@ class FoldResult:
     final: Decision | None
 
 
-def aggregates_from_hash(fields: dict[str, str], n_models: int) -> TaskAggregates:
-    g = np.array([float(fields.get(f"g:{i}", 0.0)) for i in range(n_models)])
-    b = np.array([float(fields.get(f"b:{i}", 0.0)) for i in range(n_models)])
-    pl = None
-    if "l:0" in fields or not fields:  # an empty task can take either kind of sums
-        pl = np.array([float(fields.get(f"l:{i}", 0.0)) for i in range(n_models)])
-    return TaskAggregates(int(fields.get("n", 0)), g, b, float(fields.get("u", 0.0)), pl)
+@dataclass(frozen=True)
+class TaskStateLayout:
+    """How one task's state lies in Redis, for one artifact ``version`` (the one place that says so).
+
+    Keys (one task's keys share a hash tag, so they live in one Redis Cluster slot)::
+
+        <prefix>:{<task>}:<version>:agg     hash of the running sums          (TTL)
+        <prefix>:{<task>}:<version>:final   JSON {version, decision, at}      (TTL)
+        <prefix>:{<task>}:samples           list of labelled samples (JSON)   (TTL)
+
+    The hash's fields are named as :class:`router_core.state.TaskAggregates` names the sums:
+    ``n``, ``sum_u``, and per model column ``i`` ``sum_g:<i>``, ``sum_gbar:<i>`` (integer counts,
+    absent while 0) and ``sum_pl:<i>`` (only when the router keeps the local p estimate).
+    :meth:`fold_args` builds the fold script's arguments from a :class:`TaskAggregates`,
+    :meth:`aggregates` reads the hash back into one.
+    """
+
+    prefix: str
+    version: str
+    n_models: int
+
+    def key(self, task: str, name: str) -> str:
+        """``agg``, ``final`` or ``samples`` of ``task``."""
+        if name == "samples":
+            return f"{self.prefix}:{{{task}}}:samples"
+        return f"{self.prefix}:{{{task}}}:{self.version}:{name}"
+
+    def fold_args(self, ttl_s: int, delta: TaskAggregates) -> list[Any]:
+        """The fold script's ARGV: the TTL, then one (op, field, amount) triple per increment."""
+        args: list[Any] = [ttl_s, "i", "n", delta.n, "f", "sum_u", repr(float(delta.sum_u))]
+        for i in range(self.n_models):
+            args += ["f", f"sum_g:{i}", repr(float(delta.sum_g[i]))]
+            if int(delta.sum_gbar[i]) != 0:
+                args += ["i", f"sum_gbar:{i}", int(delta.sum_gbar[i])]
+            if delta.sum_pl is not None:
+                args += ["f", f"sum_pl:{i}", repr(float(delta.sum_pl[i]))]
+        return args
+
+    def aggregates(self, fields: dict[str, str]) -> TaskAggregates:
+        """The task's sums from its hash (an empty hash: no prompts yet, either kind of sums)."""
+        m = range(self.n_models)
+        g = np.array([float(fields.get(f"sum_g:{i}", 0.0)) for i in m])
+        gbar = np.array([float(fields.get(f"sum_gbar:{i}", 0.0)) for i in m])
+        pl = None
+        if "sum_pl:0" in fields or not fields:
+            pl = np.array([float(fields.get(f"sum_pl:{i}", 0.0)) for i in m])
+        return TaskAggregates(int(fields.get("n", 0)), g, gbar, float(fields.get("sum_u", 0.0)), pl)
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -118,10 +154,58 @@ def decode_samples(raw: list[Any], models: list[str]) -> LabelledSamples | None:
     return LabelledSamples(np.vstack(vecs), np.vstack(labs))
 
 
-class DecisionStore:
-    """Per-task state in Redis for one router artifact (``version``) and its ``models``."""
+class TaskStore(Protocol):
+    """What the routing code (:class:`gateway.routing.TaskRouter`) needs of a task state store.
 
-    def __init__(self, client: aioredis.Redis, settings: RedisSettings, version: str, models: list[str],
+    Every coroutine raises :class:`StoreUnavailable` when the state cannot be reached.
+    """
+
+    fail_open: bool
+    last_error: str | None
+
+    async def ping(self) -> bool: ...
+
+    async def final(self, task: str) -> Decision | None:
+        """The task's final decision, if one was stored."""
+        ...
+
+    def local_final(self, task: str) -> Decision | None:
+        """A final decision this process has seen (no I/O; used while failing open)."""
+        ...
+
+    async def peek(self, task: str) -> tuple[Decision | None, TaskAggregates, LabelledSamples | None]:
+        """The final decision (if any), the current sums and the labelled samples, unchanged."""
+        ...
+
+    async def labelled(self, task: str) -> LabelledSamples | None: ...
+
+    async def fold(self, task: str, delta: TaskAggregates) -> FoldResult:
+        """Add ``delta`` to the task's sums unless a decision is final (then return that)."""
+        ...
+
+    async def set_final(self, task: str, decision: Decision) -> tuple[Decision | None, bool]:
+        """Store ``decision`` as final unless another process did first.
+
+        Returns (the stored decision, whether it is ``decision``); (None, False) when neither
+        storing nor reading back a final decision succeeded.
+        """
+        ...
+
+    async def add_samples(self, task: str, vectors: np.ndarray, labels: list[dict[str, float]]) -> int:
+        """Append labelled samples (capped, newest kept); returns how many the task has."""
+        ...
+
+    async def reset(self, task: str) -> int:
+        """Forget the task; returns how many keys went."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class RedisTaskStore:
+    """:class:`TaskStore` in Redis for one router artifact (``version``) and its ``models``."""
+
+    def __init__(self, client: aioredis.Redis | RedisCluster, settings: RedisSettings, version: str, models: list[str],
                  ttl_s: int, max_samples: int = 200) -> None:
         self.client = client
         self.max_samples = max_samples
@@ -129,6 +213,7 @@ class DecisionStore:
         self.version = version
         self.models = list(models)
         self.ttl_s = ttl_s
+        self.layout = TaskStateLayout(settings.key_prefix, version, len(self.models))
         self._fold = client.register_script(FOLD)
         self._add_samples = client.register_script(ADD_SAMPLES)
         self._lru: OrderedDict[str, Decision] = OrderedDict()
@@ -138,18 +223,19 @@ class DecisionStore:
 
     @classmethod
     def from_url(cls, url: str, settings: RedisSettings, version: str, models: list[str], ttl_s: int,
-                 max_samples: int = 200) -> "DecisionStore":
-        options = {"socket_timeout": settings.socket_timeout_s, "socket_connect_timeout": settings.socket_timeout_s,
-                   "decode_responses": True, "health_check_interval": 30}
-        client = (RedisCluster.from_url(url, **options) if settings.cluster
-                  else aioredis.Redis.from_url(url, **options))
+                 max_samples: int = 200) -> "RedisTaskStore":
+        timeout = settings.socket_timeout_s
+        client: aioredis.Redis | RedisCluster
+        if settings.cluster:
+            client = RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                           decode_responses=True, health_check_interval=30)
+        else:
+            client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                             decode_responses=True, health_check_interval=30)
         return cls(client, settings, version, models, ttl_s, max_samples)
 
-    # -- keys -----------------------------------------------------------------------------
     def key(self, task: str, name: str) -> str:
-        if name == "samples":
-            return f"{self.settings.key_prefix}:{{{task}}}:samples"
-        return f"{self.settings.key_prefix}:{{{task}}}:{self.version}:{name}"
+        return self.layout.key(task, name)
 
     # -- failure handling -----------------------------------------------------------------
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
@@ -183,7 +269,7 @@ class DecisionStore:
     def local_final(self, task: str) -> Decision | None:
         return self._lru.get(task)
 
-    def _decode_final(self, task: str, raw: str | None) -> Decision | None:
+    def _decode_final(self, task: str, raw: str | bytes | None) -> Decision | None:
         if raw is None:
             return None
         rec = json.loads(raw)
@@ -214,7 +300,7 @@ class DecisionStore:
             return await pipe.execute()
 
         raw_final, fields, samples = await self._call("peek", run)
-        return (self._decode_final(task, raw_final), aggregates_from_hash(fields, len(self.models)),
+        return (self._decode_final(task, raw_final), self.layout.aggregates(fields),
                 decode_samples(samples, self.models))
 
     async def labelled(self, task: str) -> LabelledSamples | None:
@@ -223,40 +309,46 @@ class DecisionStore:
 
     async def fold(self, task: str, delta: TaskAggregates) -> FoldResult:
         """Add ``delta`` (one prompt or a batch) to the task's sums, unless a decision is final."""
-        args = [self.ttl_s, delta.n, repr(float(delta.sum_u)), len(self.models),
-                *[repr(float(x)) for x in delta.sum_g], *[str(int(x)) for x in delta.sum_gbar],
-                *([] if delta.sum_pl is None else [repr(float(x)) for x in delta.sum_pl])]
+        args = self.layout.fold_args(self.ttl_s, delta)
         kind, payload = await self._call(
             "fold", lambda: self._fold(keys=[self.key(task, "agg"), self.key(task, "final")], args=args))
         if _s(kind) == "final":
             return FoldResult(None, self._decode_final(task, _s(payload)))
-        return FoldResult(aggregates_from_hash(_pairs(payload), len(self.models)), None)
+        return FoldResult(self.layout.aggregates(_pairs(payload)), None)
 
-    async def set_final(self, task: str, decision: Decision) -> tuple[Decision, bool]:
-        """Store ``decision`` as final unless another process did first; returns (winner, ours)."""
+    async def set_final(self, task: str, decision: Decision) -> tuple[Decision | None, bool]:
+        """Store ``decision`` as final unless another process did first; returns (winner, ours).
+
+        When ``SET NX`` loses and the read-back finds nothing (the winner expired or was deleted
+        in between) the write is tried again; (None, False) if that never settles.
+        """
         raw = json.dumps({"version": self.version, "decision": decision.to_dict(), "at": time.time()})
         key = self.key(task, "final")
 
-        async def run() -> tuple[bool, str | None]:
-            if await self.client.set(key, raw, nx=True, ex=self.ttl_s):
-                return True, None
-            return False, await self.client.get(key)
+        async def run() -> tuple[bool, str | bytes | None]:
+            for _ in range(3):
+                if await self.client.set(key, raw, nx=True, ex=self.ttl_s):
+                    return True, None
+                existing = await self.client.get(key)
+                if existing is not None:
+                    return False, existing
+            return False, None
 
         ours, existing = await self._call("set_final", run)
         if ours:
             self.remember(task, decision)
             return decision, True
-        winner = self._decode_final(task, existing)
-        return (winner or decision), winner is None
+        return self._decode_final(task, existing), False
 
     async def add_samples(self, task: str, vectors: np.ndarray, labels: list[dict[str, float]]) -> int:
         """Append labelled samples (capped, newest kept); returns how many the task has."""
         items = [encode_sample(v, lab) for v, lab in zip(vectors, labels)]
-        args = [self.ttl_s, max(1, self.max_samples), *items]
+        args: list[str | int] = [self.ttl_s, max(1, self.max_samples), *items]
         return int(await self._call("add_samples", lambda: self._add_samples(keys=[self.key(task, "samples")],
                                                                             args=args)))
 
     async def reset(self, task: str) -> int:
+        """Forget the task (its sums, decision and samples); returns how many keys went."""
         self._lru.pop(task, None)
         keys = [self.key(task, n) for n in ("agg", "final", "samples")]
         return int(await self._call("reset", lambda: self.client.delete(*keys)))

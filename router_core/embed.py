@@ -46,13 +46,19 @@ def default_cache_dir() -> Path:
 
 
 def text_key(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8")).digest()
+    """The cache key of ``text`` (lone surrogates, which UTF-8 cannot encode, are hashed as themselves)."""
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).digest()
 
 
 class EmbeddingCache:
-    """Vectors by (model, text hash) in one SQLite file; safe across threads and processes."""
+    """Vectors by (model, text hash) in one SQLite file; safe across threads and processes.
 
-    def __init__(self, path: str | Path, model: str, dim: int) -> None:
+    ``max_rows`` (None: unbounded) caps the file for long-running callers such as the gateway,
+    where every new prompt adds a row: each write then evicts the oldest rows beyond the cap.
+    """
+
+    def __init__(self, path: str | Path, model: str, dim: int, max_rows: int | None = None) -> None:
+        self.max_rows = max_rows
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.model = model
@@ -84,6 +90,9 @@ class EmbeddingCache:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO vectors (model, key, vec) VALUES (?, ?, ?)",
                 [(self.model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+            if self.max_rows is not None:  # rowids grow with every write: the newest max_rows stay
+                self._conn.execute("DELETE FROM vectors WHERE rowid <= (SELECT max(rowid) FROM vectors) - ?",
+                                   (self.max_rows,))
             self._conn.commit()
 
     def close(self) -> None:
@@ -149,6 +158,21 @@ class CachedEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for i, k in enumerate(keys):
             out[i] = found[k]
+        return out
+
+    def encode_unsaved(self, texts: Sequence[str]) -> np.ndarray:
+        """Like :meth:`encode`, but nothing is written to the cache (for callers that change no state)."""
+        if self.cache is None:
+            return self.encoder.encode(texts)
+        keys = [text_key(t) for t in texts]
+        found = self.cache.get_many(list(dict.fromkeys(keys)))
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if missing:
+            out[missing] = self.encoder.encode([texts[i] for i in missing])
+        for i, k in enumerate(keys):
+            if k in found:
+                out[i] = found[k]
         return out
 
 

@@ -6,17 +6,20 @@ import asyncio
 import logging
 import os
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
 
 from router_core import artifact
 from router_core.embed import Encoder
 
-from . import errors, metrics
+from . import errors, metrics, openapi_doc
+from .auth import KeyFirst
 from .body_limit import BodyLimit
 from .config import ConfigError, GatewayConfig, load_config
+from .disconnect import CancelOnDisconnect
 from .forward import Forwarder
+from .http_protocol import LIMITS_STATE_KEY
 from .redis_embedded import EmbeddedRedis
 from .routing import TaskRouter
 from .runtime import Runtime, config_costs
@@ -50,22 +53,26 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
     check_models(config)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         embedded = None
         url = redis_url or config.redis.url or os.environ.get(REDIS_URL_ENV)
         if url is None:
             embedded = EmbeddedRedis(config.redis.state_dir).start()  # this thread: see die_with_parent
             url = embedded.url
         router = await asyncio.to_thread(artifact.load, config.router.artifact)
+        settings = config.router
         enc = encoder
         if enc is None:
             from router_core.embed import get_encoder
 
-            enc = await asyncio.to_thread(get_encoder)
-            await asyncio.to_thread(enc.encode, ["warm-up"])
-        settings = config.router
+            cached = await asyncio.to_thread(get_encoder)
+            if cached.cache is not None:  # every new prompt adds a row: keep the file bounded
+                cached.cache.max_rows = settings.embedding_cache_max_rows
+            await asyncio.to_thread(cached.encode, ["warm-up"])
+            enc = cached
         store = RedisTaskStore.from_url(url, config.redis, router.version, router.models,
-                                        settings.decision_ttl_s, settings.max_labelled_samples)
+                                        settings.decision_ttl_s, settings.max_labelled_samples,
+                                        settings.pending_ttl_s)
         task_router = TaskRouter(router, enc, store, settings, config_costs(config, router.models))
         app.state.runtime = Runtime(config, router, store, task_router, Forwarder(config))
         metrics.ROUTER_INFO.labels(router.version, str(len(router.models))).set(1)
@@ -74,7 +81,7 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
         log.info("gateway ready: artifact %s, %d models, aliases %s", router.version, len(router.models),
                  ", ".join(settings.aliases))
         try:
-            yield
+            yield {LIMITS_STATE_KEY: config.limits}  # read by the connection protocol (gateway.http_protocol)
         finally:
             await store.close()
             if embedded is not None:
@@ -90,12 +97,16 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
                   description="An OpenAI-compatible gateway that routes each task to the model most likely "
                               "to answer it correctly, keeps the decision per task in Redis and forwards "
                               "through litellm.")
-    app.state.api_keys = [k.encode() for k in config.auth.api_keys]
     errors.install(app)
     app.include_router(openai.router)
     app.include_router(router_api.router)
     app.include_router(health.router)
-    app.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes)
+    openapi_doc.install(app)
+    # outermost last: the key first (no body read without one), then the body's size and time, then
+    # a client's disconnect cancelling the handler
+    app.add_middleware(CancelOnDisconnect)
+    app.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes, timeout_s=config.limits.body_timeout_s)
+    app.add_middleware(KeyFirst, api_keys=config.auth.api_keys)
     return app
 
 

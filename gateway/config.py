@@ -86,6 +86,10 @@ class RouterSettings(_Strict):
     min_samples: int = Field(10, ge=1, description="Prompts a task needs before its decision is final.")
     max_labelled_samples: int = Field(200, ge=0, description="Cap on labelled samples kept per task.")
     decision_ttl_s: int = Field(7 * 24 * 3600, ge=1)
+    pending_ttl_s: int = Field(24 * 3600, ge=1, description="A task's running sums expire this long after its "
+                               "last prompt while its decision is not final (then decision_ttl_s).")
+    embedding_cache_max_rows: int | None = Field(
+        100_000, ge=1, description="Cap on the on-disk embedding cache (oldest rows evicted); null = unbounded.")
     epsilon: float | None = Field(None, ge=0)
     lam: float | None = Field(None, ge=0, alias="lambda")
     prompt_field: Literal["last_user", "user", "all"] = "last_user"
@@ -121,6 +125,9 @@ class AuthSettings(_Strict):
 
 class Limits(_Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    body_timeout_s: float = Field(5.0, gt=0, description="Longest wait for a whole request body (then 408).")
+    header_timeout_s: float = Field(10.0, gt=0, description="Longest wait for a request's headers (then 408).")
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="Largest request line + headers (then 431).")
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(60.0, gt=0, description="Longest wait for the next byte/chunk.")
     total_timeout_s: float = Field(300.0, gt=0)

@@ -53,6 +53,9 @@ FALLBACKS = Counter(
     ["from_model", "to_model"])
 UPSTREAM_ERRORS = Counter(
     "llm_router_upstream_errors_total", "Failed upstream attempts by model and kind.", ["served_model", "kind"])
+CLIENT_DISCONNECTS = Counter(
+    "llm_router_client_disconnects_total",
+    "Requests whose client disconnected before the response was complete (handling and the upstream call cancelled).")
 REDIS_ERRORS = Counter("llm_router_redis_errors_total", "Redis operations that failed.", ["operation"])
 REDIS_FAIL_OPEN = Gauge(
     "llm_router_redis_fail_open", "1 while Redis is unreachable and the gateway serves from in-process state.",

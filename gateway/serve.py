@@ -18,6 +18,7 @@ from .config import load_config
 from .redis_embedded import EmbeddedRedis
 
 GRACE_S = 30  # in-flight requests get this long to finish on shutdown
+HTTP = "gateway.http_protocol:GuardedHttpProtocol"  # uvicorn's httptools protocol with header limits
 
 
 def run(config_path: Path, host: str, port: int, workers: int, log_level: str = "info") -> None:
@@ -43,10 +44,10 @@ def run(config_path: Path, host: str, port: int, workers: int, log_level: str = 
         if app is None:
             os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
             uvicorn.run("gateway.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                        log_level=log_level, access_log=False, timeout_graceful_shutdown=GRACE_S)
+                        log_level=log_level, access_log=False, timeout_graceful_shutdown=GRACE_S, http=HTTP)
         else:
             uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                        timeout_graceful_shutdown=GRACE_S)
+                        timeout_graceful_shutdown=GRACE_S, http=HTTP)
     finally:
         if embedded is not None:
             embedded.stop()

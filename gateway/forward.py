@@ -110,17 +110,30 @@ class Forwarder:
     def _fail(self, failures: list[Failure], exc: BaseException, model: str) -> Failure:
         failure = classify(model, exc)
         failures.append(failure)
-        metrics.UPSTREAM_ERRORS.labels(model, failure.kind).inc()
-        log.info("upstream attempt failed: %s (%s)", failure.message, failure.kind)
+        if failure.client_error:  # the request's fault: not the upstream's, not the alert's business
+            log.info("upstream refused the request: %s", failure.message)
+        else:
+            metrics.UPSTREAM_ERRORS.labels(model, failure.kind).inc()
+            log.info("upstream attempt failed: %s (%s)", failure.message, failure.kind)
         return failure
 
     @staticmethod
     def _give_up(failures: list[Failure]) -> GatewayError:
+        """The caller's error after the last attempt: the last failure's status, or 429 (with the
+        upstream's longest Retry-After) when every attempt was rate limited."""
         last = failures[-1] if failures else Failure("", "other", 502, False, "no configured model to try")
         tried = ",".join(dict.fromkeys(f.model for f in failures))
+        if last.client_error:
+            return GatewayError(last.status, last.message, code=error_code(last.kind))
         msg = last.message if len(failures) <= 1 else f"all upstream attempts failed ({tried}); last: {last.message}"
-        return GatewayError(last.status, msg, code=error_code(last.kind),
-                            headers={"x-router-attempted": tried} if tried else None)
+        headers = {"x-router-attempted": tried} if tried else {}
+        if failures and all(f.kind == "rate_limit" for f in failures):
+            waits = [f.retry_after for f in failures if f.retry_after]
+            if waits:  # seconds (the longest) or an HTTP date (the last one)
+                seconds = [w for w in waits if w.isdigit()]
+                headers["retry-after"] = max(seconds, key=int) if seconds else waits[-1]
+            return GatewayError(429, msg, code="rate_limit_exceeded", headers=headers or None)
+        return GatewayError(last.status, msg, code=error_code(last.kind), headers=headers or None)
 
     async def _first_success(self, order: list[str], attempt: Callable[[str], Awaitable[Outcome]],
                              attempt_s: float | None) -> Outcome:

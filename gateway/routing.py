@@ -30,14 +30,15 @@ from .task_store import StoreUnavailable, TaskStore
 Source = Literal["cached", "final", "provisional", "instance", "explicit"]
 SOURCES: tuple[Source, ...] = get_args(Source)
 
-TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$")  # no braces (hash tag), no '/' (URL path)
+# matched in full (``$`` alone also matches before a final newline): no braces (hash tag), no '/' (URL path)
+TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}")
 
 
 def check_task_id(task_id: str | None) -> str | None:
     """A task ID usable as a Redis hash tag (no braces, bounded), or a 400."""
     if task_id is None or task_id == "":
         return None
-    if not isinstance(task_id, str) or not TASK_ID.match(task_id):
+    if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
         raise bad_request("task ID must be 1-200 characters of letters, digits and . _ : @ + = - "
                           "(starting with a letter or digit)", param="task_id", code="invalid_task_id")
     return task_id
@@ -85,14 +86,17 @@ class TaskRouter:
     def explicit(self, model: str) -> Choice:
         return Choice(Decision(model=model, method="explicit", models=[model], ranking=[model]), "explicit", None)
 
-    def _predict(self, text: str, labelled: LabelledSamples | None) -> Observation:
-        vec = self.encoder.encode([text])
+    def _predict(self, text: str, labelled: LabelledSamples | None, save: bool) -> Observation:
+        # a dry run changes no state: it reads the encoder's on-disk cache but adds nothing to it (an
+        # encoder without ``encode_unsaved`` has no cache to write)
+        unsaved = None if save else getattr(self.encoder, "encode_unsaved", None)
+        vec = unsaved([text]) if unsaved is not None else self.encoder.encode([text])
         return self.learned.observe(vec, labelled)
 
-    async def predict(self, text: str, labelled: LabelledSamples | None = None) -> Observation:
+    async def predict(self, text: str, labelled: LabelledSamples | None = None, save: bool = True) -> Observation:
         """router_core's predictions (g, u, ...) for one prompt; embedding runs in a thread so the event
         loop keeps serving."""
-        return await asyncio.to_thread(self._predict, text, labelled)
+        return await asyncio.to_thread(self._predict, text, labelled, save)
 
     def instance(self, g: np.ndarray, task_id: str | None) -> Choice:
         """A prompt routed on its own: per-prompt argmax, or the best model on average if configured."""
@@ -123,12 +127,12 @@ class TaskRouter:
         except StoreUnavailable:
             return await self._fail_open(task_id, text)
 
-    async def _fail_open(self, task_id: str, text: str) -> Choice:
+    async def _fail_open(self, task_id: str, text: str, save: bool = True) -> Choice:
         """Redis is down: a decision this process has seen, else the prompt on its own."""
         local = self.store.local_final(task_id)
         if local is not None:
             return Choice(local, "cached", task_id)
-        g = (await self.predict(text)).g
+        g = (await self.predict(text, save=save)).g
         return self.instance(g, task_id)
 
     async def _decide(self, task_id: str, agg: TaskAggregates, commit: bool) -> Choice:
@@ -143,17 +147,18 @@ class TaskRouter:
         return Choice(winner, "final" if ours else "cached", task_id)
 
     async def dry_run(self, task_id: str | None, text: str) -> Choice:
-        """What :meth:`choose` would pick for this prompt now, without changing any state."""
+        """What :meth:`choose` would pick for this prompt now, without changing any state (the
+        embedding cache included)."""
         if task_id is None:
-            g = (await self.predict(text)).g
+            g = (await self.predict(text, save=False)).g
             return self.instance(g, None)
         try:
             final, agg, labelled = await self.store.peek(task_id)
         except StoreUnavailable:
-            return await self._fail_open(task_id, text)
+            return await self._fail_open(task_id, text, save=False)
         if final is not None:
             return Choice(final, "cached", task_id)
-        obs = await self.predict(text, labelled)
+        obs = await self.predict(text, labelled, save=False)
         return await self._decide(task_id, agg.merge(obs.aggregates()), commit=False)
 
     async def task_state(self, task_id: str) -> TaskState:

@@ -206,13 +206,14 @@ class RedisTaskStore:
     """:class:`TaskStore` in Redis for one router artifact (``version``) and its ``models``."""
 
     def __init__(self, client: aioredis.Redis | RedisCluster, settings: RedisSettings, version: str, models: list[str],
-                 ttl_s: int, max_samples: int = 200) -> None:
+                 ttl_s: int, max_samples: int = 200, pending_ttl_s: int | None = None) -> None:
         self.client = client
         self.max_samples = max_samples
         self.settings = settings
         self.version = version
         self.models = list(models)
-        self.ttl_s = ttl_s
+        self.ttl_s = ttl_s  # a final decision (and, once final, the sums behind it)
+        self.pending_ttl_s = pending_ttl_s or ttl_s  # the sums of a task not yet final, from its last prompt
         self.layout = TaskStateLayout(settings.key_prefix, version, len(self.models))
         self._fold = client.register_script(FOLD)
         self._add_samples = client.register_script(ADD_SAMPLES)
@@ -223,7 +224,7 @@ class RedisTaskStore:
 
     @classmethod
     def from_url(cls, url: str, settings: RedisSettings, version: str, models: list[str], ttl_s: int,
-                 max_samples: int = 200) -> "RedisTaskStore":
+                 max_samples: int = 200, pending_ttl_s: int | None = None) -> "RedisTaskStore":
         timeout = settings.socket_timeout_s
         client: aioredis.Redis | RedisCluster
         if settings.cluster:
@@ -232,7 +233,7 @@ class RedisTaskStore:
         else:
             client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                              decode_responses=True, health_check_interval=30)
-        return cls(client, settings, version, models, ttl_s, max_samples)
+        return cls(client, settings, version, models, ttl_s, max_samples, pending_ttl_s)
 
     def key(self, task: str, name: str) -> str:
         return self.layout.key(task, name)
@@ -252,6 +253,7 @@ class RedisTaskStore:
                             "in-process decisions until it is back", self.last_error)
                 self.fail_open = True
                 metrics.REDIS_FAIL_OPEN.set(1)
+                await self._drop_connections()
             raise StoreUnavailable(self.last_error) from exc
         if self.fail_open:
             log.warning("redis reachable again; shared decisions resumed")
@@ -259,6 +261,17 @@ class RedisTaskStore:
             self.last_error = None
             metrics.REDIS_FAIL_OPEN.set(0)
         return result
+
+    async def _drop_connections(self) -> None:
+        """Close every pooled connection, so that none opened before the failure is used after it:
+        a connection to a Redis that has since restarted fails on first use, which would open a
+        second fail-open window after Redis is back."""
+        if isinstance(self.client, RedisCluster):  # the cluster client re-reads its nodes after errors
+            return
+        try:
+            await self.client.connection_pool.disconnect()
+        except Exception as exc:  # best effort: the connections are being dropped anyway
+            log.debug("dropping redis connections: %s", exc)
 
     def remember(self, task: str, decision: Decision) -> None:
         self._lru[task] = decision
@@ -309,7 +322,7 @@ class RedisTaskStore:
 
     async def fold(self, task: str, delta: TaskAggregates) -> FoldResult:
         """Add ``delta`` (one prompt or a batch) to the task's sums, unless a decision is final."""
-        args = self.layout.fold_args(self.ttl_s, delta)
+        args = self.layout.fold_args(self.pending_ttl_s, delta)
         kind, payload = await self._call(
             "fold", lambda: self._fold(keys=[self.key(task, "agg"), self.key(task, "final")], args=args))
         if _s(kind) == "final":
@@ -328,6 +341,7 @@ class RedisTaskStore:
         async def run() -> tuple[bool, str | bytes | None]:
             for _ in range(3):
                 if await self.client.set(key, raw, nx=True, ex=self.ttl_s):
+                    await self.client.expire(self.key(task, "agg"), self.ttl_s)  # the sums behind it live as long
                     return True, None
                 existing = await self.client.get(key)
                 if existing is not None:

@@ -38,6 +38,8 @@ class Behaviour:
     hang: bool = False
     fail_models: list[str] = field(default_factory=list)  # always fail with error_status
     answer_tokens: int = 8
+    retry_after_s: int | None = None  # sent as Retry-After with injected failures
+    die_after_chunks: int | None = None  # streams: drop the connection after this many chunks
 
 
 class FakeUpstream:
@@ -48,30 +50,45 @@ class FakeUpstream:
         self.behaviour = behaviour or Behaviour()
         self.records = records or {}
         self.calls: dict[str, int] = {}
+        self.cancelled = 0  # plain calls whose caller hung up while this server waited (latency, hang)
         self.streams = {"started": 0, "finished": 0, "cancelled": 0}  # cancelled: the caller hung up
 
     # -- helpers --------------------------------------------------------------------------
     def _failure(self, model: str) -> Response | None:
         b = self.behaviour
         if model in b.fail_models or (b.error_rate > 0 and random.random() < b.error_rate):
+            headers = {"retry-after": str(b.retry_after_s)} if b.retry_after_s is not None else None
             return JSONResponse({"error": {"message": f"injected failure for {model}", "type": "server_error",
-                                           "param": None, "code": "injected"}}, status_code=b.error_status)
+                                           "param": None, "code": "injected"}}, status_code=b.error_status,
+                                headers=headers)
         return None
 
-    async def _gate(self, body: dict[str, Any]) -> tuple[str, Response | None]:
+    async def _wait(self, request: Request, seconds: float) -> bool:
+        """Sleep ``seconds``; False (and counted in ``cancelled``) as soon as the caller hangs up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            if await request.is_disconnected():
+                self.cancelled += 1
+                return False
+            await asyncio.sleep(min(0.05, left))
+        return True
+
+    async def _gate(self, request: Request, body: dict[str, Any]) -> tuple[str, Response | None]:
         model = str(body.get("model", ""))
         if model not in self.models:
             return model, JSONResponse({"error": {"message": f"model {model!r} not served here",
                                                   "type": "invalid_request_error", "param": "model",
                                                   "code": "model_not_found"}}, status_code=404)
         self.calls[model] = self.calls.get(model, 0) + 1
-        if self.behaviour.hang:
-            await asyncio.sleep(3600)
+        gone = Response(status_code=499)  # nobody reads it: the caller left
+        if self.behaviour.hang and not await self._wait(request, 3600):
+            return model, gone
         failure = self._failure(model)
         if failure is not None:
             return model, failure
-        if self.behaviour.latency_ms:
-            await asyncio.sleep(self.behaviour.latency_ms / 1000)
+        if self.behaviour.latency_ms and not await self._wait(request, self.behaviour.latency_ms / 1000):
+            return model, gone
         return model, None
 
     def answer(self, model: str, prompt: str) -> str:
@@ -94,7 +111,9 @@ class FakeUpstream:
         self.streams["started"] += 1
         finished = False
         try:
-            for chunk in chunks:
+            for i, chunk in enumerate(chunks):
+                if self.behaviour.die_after_chunks is not None and i >= self.behaviour.die_after_chunks:
+                    raise ConnectionAbortedError("injected: the stream dies mid-way")  # uvicorn drops the connection
                 if self.behaviour.per_token_ms:
                     await asyncio.sleep(self.behaviour.per_token_ms / 1000)
                 yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
@@ -106,7 +125,7 @@ class FakeUpstream:
     # -- endpoints ------------------------------------------------------------------------
     async def chat(self, request: Request) -> Response:
         body = await request.json()
-        model, failure = await self._gate(body)
+        model, failure = await self._gate(request, body)
         if failure is not None:
             return failure
         messages = body.get("messages") or []
@@ -138,7 +157,7 @@ class FakeUpstream:
 
     async def completions(self, request: Request) -> Response:
         body = await request.json()
-        model, failure = await self._gate(body)
+        model, failure = await self._gate(request, body)
         if failure is not None:
             return failure
         prompt = body.get("prompt") or ""
@@ -158,7 +177,7 @@ class FakeUpstream:
 
     async def embeddings(self, request: Request) -> Response:
         body = await request.json()
-        model, failure = await self._gate(body)
+        model, failure = await self._gate(request, body)
         if failure is not None:
             return failure
         inputs = body.get("input")
@@ -182,7 +201,8 @@ class FakeUpstream:
                 if not hasattr(self.behaviour, key):
                     return JSONResponse({"error": f"unknown setting {key!r}"}, status_code=400)
                 setattr(self.behaviour, key, value)
-        return JSONResponse({"behaviour": asdict(self.behaviour), "calls": self.calls, "streams": self.streams})
+        return JSONResponse({"behaviour": asdict(self.behaviour), "calls": self.calls, "streams": self.streams,
+                             "cancelled": self.cancelled})
 
     def app(self) -> Starlette:
         routes = [

@@ -30,7 +30,8 @@ class UpstreamHandle:
         return httpx.post(self.url.replace("/v1", "/_control"), json=settings, timeout=5).json()
 
     def reset(self) -> None:
-        self.control(latency_ms=0, per_token_ms=0, error_rate=0, error_status=500, hang=False, fail_models=[])
+        self.control(latency_ms=0, per_token_ms=0, error_rate=0, error_status=500, hang=False, fail_models=[],
+                     retry_after_s=None, die_after_chunks=None)
 
 
 def make_config(router_dir: Path, router_models: list[str], upstream_url: str, redis_url: str | None,

@@ -12,7 +12,7 @@ import pytest
 from rawhttp import request
 
 
-def wait_for(predicate, timeout_s: float = 10.0) -> bool:
+def wait_for(predicate, timeout_s: float = 60.0) -> bool:  # generous: CI machines can be loaded
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

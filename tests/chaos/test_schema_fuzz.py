@@ -19,7 +19,7 @@ def test_schemathesis_finds_nothing(chaos, tmp_path: Path) -> None:
         [str(st), "run", chaos.url + "/openapi.json", "--checks", CHECKS, "--seed", str(SEED),
          "--max-examples", str(MAX_EXAMPLES), "--phases", "examples,coverage,fuzzing",
          "--continue-on-failure", "--workers", "2", "-H", f"Authorization: Bearer {chaos.api_key}",
-         "--request-timeout", "20",
+         "--request-timeout", "60",
          "--report", "junit", "--report-dir", str(tmp_path), "--no-color"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     out = proc.stdout + proc.stderr

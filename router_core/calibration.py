@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 Array = NDArray[np.float64]
 
 STRENGTHS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
+LEVEL_SD = 0.1  # the task-wide shift's std where an artifact predates its measurement
 
 
 @dataclass(frozen=True)
@@ -45,19 +46,23 @@ class Calibration:
     strength: float  # chosen multiplier of beta (0: always the prior's argmax, BMA)
     sigma: float  # residual std of the held-out fit, accuracy units
     inner: dict[str, float] = field(default_factory=dict)  # inner-LOTO accuracy per strength
+    # std over the training tasks of a task's mean accuracy over models: the task-wide shift that
+    # the centred fit cannot see and that all models share (artifacts without it: LEVEL_SD)
+    level_sd: float = LEVEL_SD
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": list(self.features), "prior": [float(x) for x in self.prior],
                 "centre": [[float(x) for x in row] for row in self.centre],
                 "beta": [float(x) for x in self.beta], "strength": self.strength, "sigma": self.sigma,
-                "inner": dict(self.inner)}
+                "inner": dict(self.inner), "level_sd": self.level_sd}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Calibration":
         return cls(features=tuple(d["features"]), prior=np.asarray(d["prior"], dtype=np.float64),
                    centre=np.asarray(d["centre"], dtype=np.float64).reshape(len(d["features"]), -1),
                    beta=np.asarray(d["beta"], dtype=np.float64), strength=float(d["strength"]),
-                   sigma=float(d["sigma"]), inner={str(k): float(v) for k, v in d.get("inner", {}).items()})
+                   sigma=float(d["sigma"]), inner={str(k): float(v) for k, v in d.get("inner", {}).items()},
+                   level_sd=float(d.get("level_sd", LEVEL_SD)))
 
 
 def _task_means(x: Array, rows: NDArray[np.bool_]) -> Array:
@@ -134,9 +139,13 @@ def fit(features: Mapping[str, Array], accuracy: Array, names: Sequence[str],
     scores = np.round(totals / max(len(tasks), 1), 9)
     chosen = min(range(len(strengths)), key=lambda i: (-scores[i], strengths[i]))
     prior, centre, beta, sigma = _fit(feats, accuracy, rows)
+    with np.errstate(invalid="ignore"):
+        levels = np.nanmean(accuracy[rows], axis=1)
+    levels = levels[~np.isnan(levels)]
+    level_sd = float(levels.std()) if len(levels) >= 2 else LEVEL_SD
     return Calibration(features=tuple(names), prior=prior, centre=centre, beta=beta,
                        strength=float(strengths[chosen]), sigma=sigma,
-                       inner={f"{s:g}": float(v) for s, v in zip(strengths, scores)})
+                       inner={f"{s:g}": float(v) for s, v in zip(strengths, scores)}, level_sd=level_sd)
 
 
 def expected_accuracy(cal: Calibration, x: Array) -> Array:
@@ -147,15 +156,47 @@ def expected_accuracy(cal: Calibration, x: Array) -> Array:
 def with_labels(expected: Array, sigma: float, correct: Array, counted: Array) -> Array:
     """Posterior mean after ``counted[m]`` labelled prompts of the task, ``correct[m]`` of them right.
 
-    A normal prior N(expected_m, sigma^2) meets the observed accuracy with its binomial variance
-    a(1-a)/count (a shrunk a quarter of a count toward the prior so that 0/n and n/n do not claim
-    zero variance). With few labels the prior dominates, with many the labels do.
+    A normal prior N(expected_m, sigma^2), independent per model, meets the observed accuracy with
+    its binomial variance (:func:`posterior` with no shared shift). With few labels the prior
+    dominates, with many the labels do.
+    """
+    return posterior(expected, sigma, correct, counted)[0]
+
+
+def observed(expected: Array, correct: Array, counted: Array) -> tuple[Array, Array]:
+    """Observed accuracy per model and its variance a(1-a)/count.
+
+    The accuracy is shrunk a quarter of a count toward the prior mean so that 0/n and n/n do not
+    claim zero variance; models without a count get NaN.
     """
     counted = np.asarray(counted, dtype=np.float64)
-    prior_var = max(sigma, 1e-3) ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
         a = (np.asarray(correct, dtype=np.float64) + 0.25 * expected) / (counted + 0.25)
-        obs_var = np.maximum(a * (1.0 - a), 0.01) / np.maximum(counted, 1e-9)
-        post = (expected / prior_var + a / obs_var) / (1.0 / prior_var + 1.0 / obs_var)
-    out: Array = np.where(counted > 0, post, expected)
-    return out
+        var = np.maximum(a * (1.0 - a), 0.01) / counted
+    ok = counted > 0
+    return np.where(ok, a, np.nan), np.where(ok, var, np.nan)
+
+
+def posterior(expected: Array, sigma: float, correct: Array, counted: Array,
+              level_sd: float = 0.0) -> tuple[Array, Array]:
+    """Posterior mean (M,) and covariance (M, M) of a task's per-model accuracies given outcomes.
+
+    Prior: accuracy = expected + a task-wide shift shared by every model (std ``level_sd``) + a
+    per-model residual (std ``sigma``), i.e. covariance level_sd^2 * 11' + sigma^2 * I. Outcomes
+    (``correct[m]`` of ``counted[m]``, fractional scores allowed) are observations with binomial
+    variance (:func:`observed`). Gaussian conditioning; with ``level_sd = 0`` each model is updated
+    on its own evidence only. With a shared shift, one model's record moves every model's level but
+    hardly their differences: a model that was never observed is compared on its prior, not as if
+    the observed model's shortfall were a fact about it alone.
+    """
+    mu = np.asarray(expected, dtype=np.float64)
+    M = len(mu)
+    prior_cov = (max(sigma, 1e-3) ** 2) * np.eye(M) + (level_sd ** 2) * np.ones((M, M))
+    a, var = observed(mu, correct, counted)
+    k = np.flatnonzero(~np.isnan(a))
+    if len(k) == 0:
+        return mu.copy(), prior_cov
+    gain = np.linalg.solve(prior_cov[np.ix_(k, k)] + np.diag(var[k]), prior_cov[k, :]).T  # (M, K)
+    mean: Array = mu + gain @ (a[k] - mu[k])
+    cov: Array = prior_cov - gain @ prior_cov[k, :]
+    return mean, cov

@@ -1,0 +1,133 @@
+"""Closed-loop routing: a task's own outcomes revise its decision, and only on evidence.
+
+A task's decision is a guess from benchmark neighbours. Once the task runs, outcomes arrive for the
+model that serves it (feedback on answers, labelled samples). This module turns the router's
+prediction into a prior on the task's per-model accuracies, updates it with the task's outcomes
+(:func:`router_core.calibration.posterior`) and decides whether the evidence says, with stated
+confidence, that another model is better.
+
+Why the rule looks the way it does: the gaps between models are small (0.02-0.05 of accuracy) and a
+task's accuracies share a task-wide level (a hard task is hard for every model). A served model's
+poor record is mostly news about that level, so it must not be read as "every other model, whose
+prediction we never tested, is better". The prior therefore carries a shift shared by all models
+(``level_sd``) next to each model's own uncertainty (``sigma``); a revision needs the posterior
+probability that the other model beats the served one by ``margin`` to reach ``confidence``, the
+served model to have ``min_outcomes`` outcomes, and the task to be under ``max_revisions``
+(hysteresis and a cap: no bouncing between models).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import calibration as cal
+from .decision import Decision
+
+Array = NDArray[np.float64]
+
+DEFAULT_SIGMA = 0.05  # per-model prior std where a decision comes without a calibration
+
+
+@dataclass(frozen=True)
+class FeedbackParams:
+    """The revision rule's knobs (docs/method.md, "Closed-loop revision")."""
+
+    confidence: float = 0.9  # P(other beats served by margin) needed to revise
+    margin: float = 0.01  # accuracy the other model must be ahead by, under that probability
+    min_outcomes: int = 20  # outcomes of the served model before it can be replaced
+    max_revisions: int = 2  # per task
+    explore: float = 0.0  # share of requests sent to the model most likely to overturn the decision
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), not {self.confidence}")
+        if self.margin < 0 or self.min_outcomes < 1 or self.max_revisions < 0:
+            raise ValueError("margin >= 0, min_outcomes >= 1 and max_revisions >= 0 are required")
+        if not 0.0 <= self.explore < 1.0:
+            raise ValueError(f"explore must be in [0, 1), not {self.explore}")
+
+
+@dataclass(frozen=True)
+class Belief:
+    """The prior on one task's per-model accuracies: the router's prediction and its uncertainty."""
+
+    mean: Array  # (M,) expected accuracy per model
+    sigma: float  # each model's own prior std
+    level_sd: float  # std of the task-wide level all models share
+
+    @classmethod
+    def of_decision(cls, decision: Decision, calibration: cal.Calibration | None) -> "Belief":
+        """From a decision record: its calibrated expected accuracies where it has them, else its S3
+        (the paper's estimate of each model's accuracy); the spread from the router's calibration."""
+        values = decision.expected or decision.s3
+        if not values:
+            raise ValueError("a per-task decision (with expected accuracies or S3) is needed")
+        mean = np.array([values[m] for m in decision.models], dtype=np.float64)
+        return cls.of_expected(mean, calibration)
+
+    @classmethod
+    def of_expected(cls, mean: Array, calibration: cal.Calibration | None) -> "Belief":
+        if calibration is None:
+            return cls(np.asarray(mean, dtype=np.float64), DEFAULT_SIGMA, cal.LEVEL_SD)
+        return cls(np.asarray(mean, dtype=np.float64), max(calibration.sigma, 1e-3), calibration.level_sd)
+
+    def posterior(self, correct: Array, counted: Array) -> tuple[Array, Array]:
+        return cal.posterior(self.mean, self.sigma, correct, counted, self.level_sd)
+
+
+def prob_better(mean: Array, cov: Array, other: int, current: int, margin: float = 0.0) -> float:
+    """P(acc_other - acc_current > margin) under the joint normal posterior."""
+    var = cov[other, other] + cov[current, current] - 2.0 * cov[other, current]
+    diff = mean[other] - mean[current] - margin
+    if var <= 1e-12:
+        return 1.0 if diff > 0 else 0.0
+    return 0.5 * (1.0 + math.erf(diff / math.sqrt(2.0 * var)))
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A revised decision: the new model and the evidence behind it."""
+
+    model: int
+    previous: int
+    prob: float  # P(new beats previous by margin)
+    mean: Array  # posterior expected accuracy per model
+    counted: Array  # outcomes per model behind it
+
+    def evidence(self, models: list[str]) -> dict[str, Any]:
+        return {"from": models[self.previous], "to": models[self.model], "prob_better": round(self.prob, 4),
+                "posterior": {m: round(float(v), 4) for m, v in zip(models, self.mean)},
+                "outcomes": {m: int(c) for m, c in zip(models, self.counted) if c > 0}}
+
+
+def revise(belief: Belief, served: int, correct: Array, counted: Array, revisions: int,
+           params: FeedbackParams) -> Revision | None:
+    """The revised pick, or None when the evidence does not say with ``confidence`` that another
+    model is better than ``served`` (or the served model has too few outcomes, or the cap is hit)."""
+    counted = np.asarray(counted, dtype=np.float64)
+    if revisions >= params.max_revisions or counted[served] < params.min_outcomes:
+        return None
+    mean, cov = belief.posterior(np.asarray(correct, dtype=np.float64), counted)
+    others = [m for m in range(len(mean)) if m != served]
+    if not others:
+        return None
+    best = max(others, key=lambda m: (mean[m], -m))
+    prob = prob_better(mean, cov, best, served, params.margin)
+    if prob < params.confidence:
+        return None
+    return Revision(best, served, prob, mean, counted)
+
+
+def explore_pick(belief: Belief, served: int, correct: Array, counted: Array) -> int | None:
+    """The model whose outcomes could overturn the decision soonest: the highest probability of
+    beating the served model (None with a single model)."""
+    mean, cov = belief.posterior(np.asarray(correct, dtype=np.float64), np.asarray(counted, dtype=np.float64))
+    others = [m for m in range(len(mean)) if m != served]
+    if not others:
+        return None
+    return max(others, key=lambda m: (prob_better(mean, cov, m, served), -m))

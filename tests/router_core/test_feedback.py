@@ -1,0 +1,124 @@
+"""The closed loop's maths (router_core.feedback, calibration.posterior) on cases worked by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from router_core import calibration as cal
+from router_core import feedback as fb
+from router_core.decision import Decision
+
+
+def _phi(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def test_posterior_without_shared_level_is_the_per_model_normal_update():
+    expected = np.array([0.7, 0.6])
+    mean, cov = cal.posterior(expected, 0.1, np.array([50.0, 0.0]), np.array([100.0, 0.0]))
+    a = (50 + 0.25 * 0.7) / 100.25  # the observed accuracy, shrunk a quarter count to the prior
+    obs_var = a * (1 - a) / 100
+    assert mean[0] == pytest.approx((0.7 / 0.01 + a / obs_var) / (1 / 0.01 + 1 / obs_var))
+    assert cov[0, 0] == pytest.approx(1 / (1 / 0.01 + 1 / obs_var))
+    # the unobserved model keeps its prior mean and variance, and nothing links the two
+    assert mean[1] == pytest.approx(0.6) and cov[1, 1] == pytest.approx(0.01) and cov[0, 1] == 0.0
+    assert cal.with_labels(expected, 0.1, np.array([50.0, 0.0]), np.array([100.0, 0.0])) == pytest.approx(mean)
+
+
+def test_posterior_with_a_shared_level_moves_the_unobserved_model_too():
+    # prior covariance [[0.02, 0.01], [0.01, 0.02]] (sigma 0.1, level 0.1)
+    mean, cov = cal.posterior(np.array([0.7, 0.6]), 0.1, np.array([50.0, 0.0]), np.array([100.0, 0.0]),
+                              level_sd=0.1)
+    a = (50 + 0.25 * 0.7) / 100.25
+    obs_var = a * (1 - a) / 100
+    gain = np.array([0.02, 0.01]) / (0.02 + obs_var)
+    assert mean == pytest.approx(np.array([0.7, 0.6]) + gain * (a - 0.7))
+    assert cov[0, 0] == pytest.approx(0.02 - gain[0] * 0.02)
+    assert cov[0, 1] == pytest.approx(0.01 - gain[0] * 0.01)
+    assert cov[1, 1] == pytest.approx(0.02 - gain[1] * 0.01)
+    # about 0.523 and 0.511: model 1 fell with the task's level, and stays behind
+    assert mean[0] == pytest.approx(0.5227, abs=1e-3) and mean[1] == pytest.approx(0.5113, abs=1e-3)
+
+
+def test_prob_better_is_the_normal_tail_of_the_difference():
+    mean = np.array([0.5, 0.6])
+    cov = np.array([[0.002, 0.001], [0.001, 0.011]])
+    # difference 1 - 0: mean 0.1 - margin 0.02, variance 0.011 + 0.002 - 0.002 = 0.011
+    assert fb.prob_better(mean, cov, 1, 0, 0.02) == pytest.approx(_phi(0.08 / math.sqrt(0.011)))
+    assert fb.prob_better(mean, np.zeros((2, 2)), 1, 0) == 1.0
+
+
+def _belief(mean, sigma=0.05, level=0.1):
+    return fb.Belief(np.asarray(mean, dtype=float), sigma, level)
+
+
+def test_a_served_model_doing_worse_than_predicted_is_not_a_reason_to_switch_to_an_untested_one():
+    # predicted 0.70 vs 0.68; the served model gets 45/100: the task is hard, nothing says the other
+    # model (never served) would do better
+    belief = _belief([0.70, 0.68])
+    correct, counted = np.array([45.0, 0.0]), np.array([100.0, 0.0])
+    assert fb.revise(belief, 0, correct, counted, 0, fb.FeedbackParams()) is None
+    # the independent update (no shared level) would compare 0.55 observed with 0.68 predicted and switch
+    naive = fb.revise(_belief([0.70, 0.68], level=0.0), 0, correct, counted, 0, fb.FeedbackParams())
+    assert naive is not None and naive.model == 1
+
+
+def test_revises_when_both_records_say_so_with_confidence():
+    belief = _belief([0.70, 0.68])
+    correct, counted = np.array([50.0, 70.0]), np.array([100.0, 100.0])
+    rev = fb.revise(belief, 0, correct, counted, 0, fb.FeedbackParams())
+    assert rev is not None and rev.model == 1 and rev.previous == 0
+    mean, cov = belief.posterior(correct, counted)
+    assert rev.prob == pytest.approx(fb.prob_better(mean, cov, 1, 0, 0.01)) and rev.prob >= 0.9
+    ev = rev.evidence(["a", "b"])
+    assert ev["from"] == "a" and ev["to"] == "b" and ev["outcomes"] == {"a": 100, "b": 100}
+
+
+def test_sticky_min_outcomes_cap_and_confidence():
+    belief = _belief([0.70, 0.68])
+    params = fb.FeedbackParams(min_outcomes=20, max_revisions=1)
+    # the same 50 % vs 70 % record, but the served model has only 10 outcomes: not yet
+    assert fb.revise(belief, 0, np.array([5.0, 70.0]), np.array([10.0, 100.0]), 0, params) is None
+    # the cap
+    assert fb.revise(belief, 0, np.array([50.0, 70.0]), np.array([100.0, 100.0]), 1, params) is None
+    # a small edge (62 % vs 60 % on 100 each) is not confident enough either way
+    assert fb.revise(belief, 0, np.array([60.0, 62.0]), np.array([100.0, 100.0]), 0, params) is None
+    assert fb.revise(belief, 1, np.array([60.0, 62.0]), np.array([100.0, 100.0]), 0, params) is None
+
+
+def test_explore_pick_is_the_model_most_likely_to_overturn_the_decision():
+    belief = _belief([0.70, 0.60, 0.69, 0.50])
+    assert fb.explore_pick(belief, 0, np.zeros(4), np.zeros(4)) == 2
+    # once model 2 has a poor record, model 1 (untested) is the better bet
+    assert fb.explore_pick(belief, 0, np.array([0.0, 0.0, 20.0, 0.0]), np.array([0.0, 0.0, 100.0, 0.0])) == 1
+
+
+def test_belief_of_decision_prefers_expected_accuracy_and_takes_the_spread_from_the_calibration():
+    d = Decision(model="a", method="S3", models=["a", "b"], ranking=["a", "b"], s3={"a": 0.6, "b": 0.5})
+    assert fb.Belief.of_decision(d, None).mean == pytest.approx([0.6, 0.5])
+    assert fb.Belief.of_decision(d, None).sigma == fb.DEFAULT_SIGMA
+    c = cal.Calibration(("s1",), np.zeros(2), np.zeros((1, 2)), np.zeros(1), 0.0, 0.07, level_sd=0.12)
+    d2 = Decision(model="b", method="calibrated", models=["a", "b"], ranking=["b", "a"],
+                  s3={"a": 0.6, "b": 0.5}, expected={"a": 0.55, "b": 0.58})
+    b = fb.Belief.of_decision(d2, c)
+    assert b.mean == pytest.approx([0.55, 0.58]) and (b.sigma, b.level_sd) == (0.07, 0.12)
+    with pytest.raises(ValueError):
+        fb.Belief.of_decision(Decision(model="a", method="instance", models=["a"], ranking=["a"]), c)
+
+
+def test_calibration_measures_the_task_level_spread_and_round_trips_it():
+    acc = np.array([[0.8, 0.6], [0.6, 0.4], [0.7, 0.5]])  # task means 0.7, 0.5, 0.6
+    fit = cal.fit({"s1": acc.copy()}, acc, ["s1"])
+    assert fit.level_sd == pytest.approx(np.std([0.7, 0.5, 0.6]))
+    assert cal.Calibration.from_dict(fit.to_dict()).level_sd == pytest.approx(fit.level_sd)
+    old = fit.to_dict()
+    del old["level_sd"]
+    assert cal.Calibration.from_dict(old).level_sd == cal.LEVEL_SD
+
+
+@pytest.mark.parametrize("bad", [dict(confidence=0.4), dict(confidence=1.0), dict(min_outcomes=0),
+                                 dict(explore=1.0), dict(margin=-0.1)])
+def test_bad_params_are_refused(bad):
+    with pytest.raises(ValueError):
+        fb.FeedbackParams(**bad)

@@ -1,4 +1,4 @@
-"""``llm-router`` commands of the library: build, eval, route. Thin: parse, call, print.
+"""``llm-router`` commands of the library: build, eval, route, replay. Thin: parse, call, print.
 
 The gateway adds ``serve``, ``upstream`` and ``demo`` to this same app (gateway/cli.py).
 """
@@ -154,6 +154,49 @@ def eval_cmd(
 
         for p in write_plots(report, plots):
             typer.echo(f"wrote {p}", err=True)
+
+
+@app.command()
+def replay(
+    data: list[Path] = typer.Option(..., "--data", help="Data folder or RouterBench table; repeatable (pooled)."),
+    feedback_rate: float = typer.Option(..., "--feedback-rate", help="Probability that a served answer's true "
+                                                                     "label is fed back, in [0, 1]."),
+    out: Path = typer.Option(..., "--out", help="Where to write the JSON report."),
+    explore: float = typer.Option(0.0, help="Share of requests sent to the model most likely to overturn the "
+                                            "decision, in [0, 1)."),
+    repeats: int = typer.Option(1, help="Replays with different prompt orders and feedback draws."),
+    holdout_field: str = typer.Option("task", help="What one held-out task is: task, benchmark or subtask."),
+    threshold: float = typer.Option(0.5, help="Graded correctness >= threshold counts as correct."),
+    text_field: str = typer.Option("auto", help="Record field to embed."),
+    seed: int = typer.Option(0, help="Seed of the prompt orders, feedback draws and the fallback."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory."),
+) -> None:
+    """Leave-one-task-out replay of outcome feedback: static default vs feedback vs BMA vs Oracle."""
+    from .embed import get_encoder
+    from .feedback import FeedbackParams
+    from .replay import format_line, prepare, replay as run_replay
+
+    if not 0.0 <= feedback_rate <= 1.0:
+        _fail(f"--feedback-rate must be in [0, 1], not {feedback_rate}")
+    try:
+        fparams = FeedbackParams(explore=explore)
+    except ValueError as exc:
+        _fail(str(exc))
+    pool = load_pool(data, threshold, text_field)
+    try:
+        pool = pool.with_holdout(holdout_field)
+    except DataError as exc:
+        _fail(str(exc))
+    if len(pool.task_names) < 3:
+        _fail(f"{pool.name}: leave-one-task-out needs at least 3 tasks by {holdout_field!r}, "
+              f"found {len(pool.task_names)}")
+    vectors = get_encoder(cache_dir).encode(pool.prompts, progress=True)
+    prep = prepare(pool, vectors, RoutingParams(seed=seed))
+    report = run_replay(prep, feedback_rate, explore, repeats, seed, fparams)
+    report["holdout_field"] = holdout_field
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    typer.echo(format_line(report))
 
 
 def read_prompts(path: Path) -> list[str]:

@@ -1,0 +1,103 @@
+"""The replay evaluation (router_core.replay): synthetic streams with known answers, and a small
+real subset end to end (library and CLI)."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from router_core import data, embed
+from router_core import feedback as fb
+from router_core.replay import prepare, replay, replay_task
+
+TASKS = ["gsm8k", "mbpp", "arc_challenge", "mmlu-high_school_psychology", "humaneval"]
+
+
+def _stream(acc: list[float], n: int = 400, seed: int = 0) -> np.ndarray:
+    """n prompts whose model m is right on exactly round(acc[m] * n) of them, shuffled."""
+    rng = np.random.default_rng(seed)
+    cols = []
+    for a in acc:
+        col = np.zeros(n)
+        col[: int(round(a * n))] = 1.0
+        cols.append(rng.permutation(col))
+    return np.stack(cols, axis=1)
+
+
+def test_without_feedback_the_stream_is_the_static_decision():
+    labels = _stream([0.3, 0.9])
+    belief = fb.Belief(np.array([0.7, 0.68]), 0.05, 0.1)
+    t = replay_task(labels, belief, 0, 0, 1, 0.0, fb.FeedbackParams(), np.random.default_rng(1), ["a", "b"], "t")
+    assert t.revisions == 0 and t.final == 0
+    assert t.accuracy["feedback"] == pytest.approx(0.3) == t.accuracy["static"]
+    assert t.accuracy["Oracle"] == pytest.approx(0.9)
+
+
+def test_a_wrong_static_pick_is_revised_once_exploration_gives_the_other_model_a_record():
+    labels = _stream([0.3, 0.9])
+    belief = fb.Belief(np.array([0.7, 0.68]), 0.05, 0.1)
+    # feedback on every answer, but only the served model's: the poor record is read as a hard task
+    t = replay_task(labels, belief, 0, 0, 1, 1.0, fb.FeedbackParams(), np.random.default_rng(1), ["a", "b"], "t")
+    assert t.revisions == 0
+    # 5 % exploration: model b earns a record, the decision moves to it, once, and stays
+    t = replay_task(labels, belief, 0, 0, 1, 1.0, fb.FeedbackParams(explore=0.05), np.random.default_rng(1),
+                    ["a", "b"], "t")
+    assert t.revisions == 1 and t.final == 1 and t.history[0]["to"] == "b"
+    assert t.history[0]["prob_better"] >= 0.9 and t.history[0]["outcomes"]["a"] >= 20
+    assert t.accuracy["static"] == pytest.approx(0.3)
+    assert 0.6 < t.accuracy["feedback"] < t.accuracy["Oracle"]
+    assert 0 < t.explored < 0.1 * len(labels)
+
+
+def test_a_right_static_pick_is_kept_when_the_evidence_agrees():
+    labels = _stream([0.8, 0.7, 0.75])
+    belief = fb.Belief(np.array([0.7, 0.68, 0.69]), 0.05, 0.1)
+    t = replay_task(labels, belief, 0, 0, 0, 1.0, fb.FeedbackParams(explore=0.05), np.random.default_rng(2),
+                    ["a", "b", "c"], "t")
+    assert t.revisions == 0 and t.final == 0
+
+
+@pytest.fixture(scope="module")
+def subset(shared_data):
+    return data.load(shared_data / "routerdc-7b").sample_tasks(TASKS, per_task=40, seed=1)
+
+
+def test_replay_on_a_real_subset(subset):
+    prep = prepare(subset, embed.get_encoder().encode(subset.prompts))
+    rep = replay(prep, 0.5, explore=0.05, repeats=2)
+    assert rep["dataset"] == subset.name and rep["feedback_rate"] == 0.5 and rep["explore"] == 0.05
+    m = rep["methods"]
+    assert set(m) == {"static", "feedback", "BMA", "Oracle"}
+    assert set(m["feedback"]) == {"accuracy", "revisions_per_task", "explore_share"}
+    assert 0.0 < m["feedback"]["explore_share"] < 0.15
+    assert len(rep["tasks"]) == len(TASKS)
+    for t in rep["tasks"]:
+        acc = t["accuracy"]
+        # the fixed policies are scored on the whole stream: the Oracle is the best fixed model
+        assert acc["static"] <= acc["Oracle"] + 1e-9 and acc["BMA"] <= acc["Oracle"] + 1e-9
+        assert t["revisions"] == len(t["history"]) <= 2
+    # the static policy is the evaluation's default pick, so with no feedback the loop changes nothing
+    quiet = replay(prep, 0.0, repeats=1)
+    assert quiet["methods"]["feedback"]["accuracy"] == pytest.approx(quiet["methods"]["static"]["accuracy"])
+    assert quiet["methods"]["feedback"]["revisions_per_task"] == 0
+
+
+def test_cli_replay(subset, tmp_path):
+    from router_core.cli import app
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with gzip.open(folder / "records.jsonl.gz", "wt") as fh:
+        for p, t, lab in zip(subset.prompts, subset.tasks, subset.labels):
+            correct = {m: float(v) for m, v in zip(subset.models, lab) if not np.isnan(v)}
+            fh.write(json.dumps({"task": t, "prompt": p, "correct": correct}) + "\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["replay", "--data", str(folder), "--feedback-rate", "0.2", "--out",
+                              str(tmp_path / "rep.json")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert rep["feedback_rate"] == 0.2 and f"static {rep['methods']['static']['accuracy']:.4f}" in res.stdout
+    res = runner.invoke(app, ["replay", "--data", str(folder), "--feedback-rate", "1.5", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--feedback-rate" in res.output

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not benchmarks/router_core.py
 
@@ -30,8 +31,12 @@ def main() -> None:
     ap.add_argument("datasets", nargs="*", default=list(DATASETS))
     ap.add_argument("--out", type=Path, default=Path("results/replay"))
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--figure", type=Path, help="Only draw the figure from an existing summary.json in --out.")
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("ROUTER_SHARED_DATA", "../shared/data")))
     args = ap.parse_args()
+    if args.figure:
+        figure(json.loads((args.out / "summary.json").read_text()), args.figure)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     summary = []
     for name in args.datasets:
@@ -44,6 +49,37 @@ def main() -> None:
             print(format_line(report), flush=True)
             summary.append({"dataset": name, "feedback_rate": f, "explore": e, "methods": report["methods"]})
         (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def figure(summary: list[dict[str, Any]], path: Path) -> None:
+    """Replayed accuracy minus BMA's, over the feedback rate (no exploration) and over the exploration
+    budget (20 % feedback), one line per dataset; the static default and the Oracle as dotted marks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for name in dict.fromkeys(r["dataset"] for r in summary):
+        rows = [r for r in summary if r["dataset"] == name]
+        bma = rows[0]["methods"]["BMA"]["accuracy"]
+        for ax, sel, key in ((axes[0], [r for r in rows if r["explore"] == 0], "feedback_rate"),
+                             (axes[1], [r for r in rows if r["feedback_rate"] == 0.2], "explore")):
+            sel = sorted(sel, key=lambda r: r[key])
+            xs = [r[key] for r in sel]
+            line, = ax.plot(xs, [r["methods"]["feedback"]["accuracy"] - bma for r in sel], "o-", label=name)
+            ax.plot(xs, [r["methods"]["static"]["accuracy"] - bma for r in sel], ":", color=line.get_color())
+            ax.plot(xs, [r["methods"]["Oracle"]["accuracy"] - bma for r in sel], "--", color=line.get_color(),
+                    alpha=0.5)
+    axes[0].set_xlabel("feedback rate (no exploration)")
+    axes[1].set_xlabel("exploration share (feedback rate 0.2)")
+    axes[0].set_ylabel("accuracy minus BMA")
+    fig.suptitle("replay: solid = with feedback, dotted = static default, dashed = Oracle", fontsize=10)
+    axes[0].axhline(0, color="grey", lw=0.5)
+    axes[1].axhline(0, color="grey", lw=0.5)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import json
 import random
 import time
 import uuid
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -52,6 +53,7 @@ class FakeUpstream:
         self.calls: dict[str, int] = {}
         self.cancelled = 0  # plain calls whose caller hung up while this server waited (latency, hang)
         self.streams = {"started": 0, "finished": 0, "cancelled": 0}  # cancelled: the caller hung up
+        self.traceparents: deque[str] = deque(maxlen=200)  # the W3C traceparent of recent calls that had one
 
     # -- helpers --------------------------------------------------------------------------
     def _failure(self, model: str) -> Response | None:
@@ -75,6 +77,8 @@ class FakeUpstream:
         return True
 
     async def _gate(self, request: Request, body: dict[str, Any]) -> tuple[str, Response | None]:
+        if traceparent := request.headers.get("traceparent"):
+            self.traceparents.append(traceparent)
         model = str(body.get("model", ""))
         if model not in self.models:
             return model, JSONResponse({"error": {"message": f"model {model!r} not served here",
@@ -202,7 +206,7 @@ class FakeUpstream:
                     return JSONResponse({"error": f"unknown setting {key!r}"}, status_code=400)
                 setattr(self.behaviour, key, value)
         return JSONResponse({"behaviour": asdict(self.behaviour), "calls": self.calls, "streams": self.streams,
-                             "cancelled": self.cancelled})
+                             "cancelled": self.cancelled, "traceparents": list(self.traceparents)})
 
     def app(self) -> Starlette:
         routes = [

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from router_core import artifact
 from router_core.embed import Encoder
 
-from . import errors, metrics, openapi_doc
+from . import errors, metrics, openapi_doc, tracing
 from .auth import KeyFirst
 from .body_limit import BodyLimit
 from .config import ConfigError, GatewayConfig, load_config
@@ -44,13 +44,16 @@ def check_models(config: GatewayConfig) -> list[str]:
     return models
 
 
-def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Encoder | None = None) -> FastAPI:
+def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Encoder | None = None,
+               span_exporter: Any = None) -> FastAPI:
     """A gateway app for ``config``; the router, encoder and Redis are set up in its lifespan.
 
     ``redis_url`` overrides ``config.redis.url``; with neither, the app starts an embedded
-    redis-server under ``config.redis.state_dir`` and stops it on shutdown.
+    redis-server under ``config.redis.state_dir`` and stops it on shutdown. ``span_exporter`` (an
+    OpenTelemetry ``SpanExporter``, for tests) turns tracing on with spans exported as they end.
     """
     check_models(config)
+    traces = tracing.from_settings(config.tracing, span_exporter)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -73,8 +76,8 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
         store = RedisTaskStore.from_url(url, config.redis, router.version, router.models,
                                         settings.decision_ttl_s, settings.max_labelled_samples,
                                         settings.pending_ttl_s)
-        task_router = TaskRouter(router, enc, store, settings, config_costs(config, router.models))
-        app.state.runtime = Runtime(config, router, store, task_router, Forwarder(config))
+        task_router = TaskRouter(router, enc, store, settings, config_costs(config, router.models), traces)
+        app.state.runtime = Runtime(config, router, store, task_router, Forwarder(config, traces), traces)
         metrics.ROUTER_INFO.labels(router.version, str(len(router.models))).set(1)
         if not await store.ping():
             log.warning("redis at %s is not reachable at start-up; failing open", url.split("@")[-1])
@@ -84,6 +87,7 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
             yield {LIMITS_STATE_KEY: config.limits}  # read by the connection protocol (gateway.http_protocol)
         finally:
             await store.close()
+            await asyncio.to_thread(traces.shutdown)  # exports what is still queued
             if embedded is not None:
                 embedded.stop()
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -94,6 +98,7 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
     from .api import health, openai, router_api
 
     app = FastAPI(title="llm-router gateway", version="0.1.0", lifespan=lifespan,
+                  telemetry=traces.fastapi_telemetry(),
                   description="An OpenAI-compatible gateway that routes each task to the model most likely "
                               "to answer it correctly, keeps the decision per task in Redis and forwards "
                               "through litellm.")

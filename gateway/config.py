@@ -1,7 +1,7 @@
 """The gateway's YAML configuration: one pydantic schema, validated once at start-up.
 
 The layout follows LiteLLM Proxy's ``model_list`` so existing configs carry over, plus the
-sections this gateway adds (``router``, ``redis``, ``auth``, ``limits``). Values written as
+sections this gateway adds (``router``, ``redis``, ``auth``, ``limits``, ``tracing``). Values written as
 ``os.environ/NAME`` are read from the environment when the config is validated; a missing
 variable fails validation with the field's path, like any other bad field.
 """
@@ -135,12 +135,39 @@ class Limits(_Strict):
     max_fallbacks: int = Field(2, ge=0, description="Further models tried, in router-score order.")
 
 
+class TracingSettings(_Strict):
+    """OpenTelemetry traces (gateway/tracing.py): off unless ``endpoint`` or OTEL_EXPORTER_OTLP_ENDPOINT is set."""
+
+    enabled: bool = Field(True, description="false: no traces, whatever the environment says.")
+    endpoint: str | None = Field(None, description="OTLP/HTTP collector base URL, e.g. http://otel-collector:4318 "
+                                                   "(/v1/traces is added); unset: OTEL_EXPORTER_OTLP_ENDPOINT.")
+    service_name: str | None = Field(None, description="service.name; unset: OTEL_SERVICE_NAME, else llm-router.")
+    sample_ratio: float | None = Field(None, ge=0, le=1, description="Share of new traces kept (a client's "
+                                       "sampled traceparent is followed); unset: OTEL_TRACES_SAMPLER, else all.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with each export (a collector's auth).")
+    timeout_s: float | None = Field(None, gt=0, description="Per export request; unset: the SDK's 10 s.")
+
+    @field_validator("endpoint", mode="before")
+    @classmethod
+    def _endpoint(cls, v: Any) -> Any:
+        v = resolve_env(v)
+        if isinstance(v, str) and v and not v.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL of an OTLP/HTTP collector")
+        return v or None
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _headers(cls, v: Any) -> Any:
+        return {k: resolve_env(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+
 class GatewayConfig(_Strict):
     model_list: list[ModelEntry] = Field(min_length=1)
     router: RouterSettings
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: Limits = Field(default_factory=Limits)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @model_validator(mode="after")
     def _names(self) -> "GatewayConfig":

@@ -25,6 +25,7 @@ from . import metrics
 from .config import GatewayConfig
 from .errors import GatewayError
 from .failures import Failure, classify, error_code
+from .tracing import NO_ATTEMPT, OFF, Attempt, Tracing
 from .litellm_direct import DirectChat, ParamMemo, chat_openai, configure, direct_chat
 
 log = logging.getLogger("gateway.forward")
@@ -67,13 +68,15 @@ class Outcome:
     stream: Any = None  # the rest of the chunks (streaming)
     failures: list[Failure] = field(default_factory=list)
     upstream_s: float = 0.0
+    trace: Attempt = NO_ATTEMPT  # the answering attempt's span (a stream's ends with the stream)
 
 
 class Forwarder:
     """Calls the configured models for one gateway process (litellm set up by :func:`configure`)."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, tracing: Tracing = OFF) -> None:
         configure()
+        self.tracing = tracing
         lim = config.limits
         self.limits = lim
         self._kwargs: dict[str, dict[str, Any]] = {}
@@ -96,19 +99,24 @@ class Forwarder:
         models = [m for m in order if m in self._kwargs][: 1 + self.limits.max_fallbacks]
         return [m for m in models for _ in range(1 + self.limits.retries)]
 
-    async def _call(self, kind: CallKind, model: str, body: dict[str, Any], stream: bool) -> Any:
+    async def _call(self, kind: CallKind, model: str, body: dict[str, Any], stream: bool, trace: Attempt) -> Any:
+        headers = trace.headers()  # the attempt span's traceparent; none while tracing is off
         if kind == "chat" and model in self._direct and body.get("web_search_options") is None:
             d = self._direct[model]
-            return await chat_openai(d, body["messages"], self._memo.map(d.model, upstream_params(body)), stream)
+            return await chat_openai(d, body["messages"], self._memo.map(d.model, upstream_params(body)), stream,
+                                     headers)
         kwargs = {**upstream_params(body), **self._kwargs[model]}  # configured arguments always win
+        if headers:
+            kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), **headers}
         if kind == "chat":
             return await litellm.acompletion(messages=body["messages"], stream=stream, **kwargs)
         if kind == "text":
             return await litellm.atext_completion(prompt=body["prompt"], stream=stream, **kwargs)
         return await litellm.aembedding(input=body["input"], **kwargs)
 
-    def _fail(self, failures: list[Failure], exc: BaseException, model: str) -> Failure:
+    def _fail(self, failures: list[Failure], exc: BaseException, model: str, trace: Attempt) -> Failure:
         failure = classify(model, exc)
+        trace.failed(failure.kind, failure.message)
         failures.append(failure)
         if failure.client_error:  # the request's fault: not the upstream's, not the alert's business
             log.info("upstream refused the request: %s", failure.message)
@@ -135,31 +143,38 @@ class Forwarder:
             return GatewayError(429, msg, code="rate_limit_exceeded", headers=headers or None)
         return GatewayError(last.status, msg, code=error_code(last.kind), headers=headers or None)
 
-    async def _first_success(self, order: list[str], attempt: Callable[[str], Awaitable[Outcome]],
-                             attempt_s: float | None) -> Outcome:
+    async def _first_success(self, kind: CallKind, body: dict[str, Any], order: list[str],
+                             attempt: Callable[[str, Attempt], Awaitable[Outcome]], attempt_s: float | None
+                             ) -> Outcome:
         """The retry/fallback loop: ``attempt`` each model in turn until one succeeds.
 
         All attempts together get ``limits.total_timeout_s``; each one at most ``attempt_s`` more
         (None: no limit of its own). Every failure is classified, counted and decides whether to go
-        on; none escapes as a 500. Raises :class:`GatewayError` when no attempt succeeded.
+        on; none escapes as a 500. Raises :class:`GatewayError` when no attempt succeeded. Each
+        attempt is a span of its own (numbered from 1 across retries and fallbacks).
         """
         failures: list[Failure] = []
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.total_timeout_s
-        for model in self._attempts(order):
+        attempts = self._attempts(order)
+        for number, model in enumerate(attempts, 1):
             if failures and loop.time() >= deadline:
                 break
             until = deadline if attempt_s is None else min(deadline, loop.time() + attempt_s)
+            trace = self.tracing.attempt(kind, model, self._kwargs[model]["model"], number, model == attempts[0],
+                                         body, self._kwargs[model].get("api_base"))
             try:
                 async with asyncio.timeout_at(until):
-                    outcome = await attempt(model)
+                    outcome = await attempt(model, trace)
             except asyncio.CancelledError:
+                trace.failed("cancelled", "the request was cancelled")
                 raise
             except Exception as exc:
-                if not self._fail(failures, exc, model).retry:
+                if not self._fail(failures, exc, model, trace).retry:
                     break
                 continue
+            outcome.trace = trace
             outcome.failures = failures
             outcome.upstream_s = time.perf_counter() - start
             return outcome
@@ -168,32 +183,35 @@ class Forwarder:
     async def complete(self, kind: CallKind, body: dict[str, Any], order: list[str]) -> Outcome:
         """Non-streaming call with retries and fallbacks; raises GatewayError when all fail."""
 
-        async def attempt(model: str) -> Outcome:
-            response = await self._call(kind, model, body, stream=False)
+        async def attempt(model: str, trace: Attempt) -> Outcome:
+            response = await self._call(kind, model, body, False, trace)
             if response is None:  # litellm has returned None for some upstream statuses (e.g. 422)
                 raise APIError(502, "upstream returned no response", "openai", model)
+            trace.answered(response)
             return Outcome(model, response=response)
 
-        return await self._first_success(order, attempt, None)
+        return await self._first_success(kind, body, order, attempt, None)
 
     async def open_stream(self, kind: CallKind, body: dict[str, Any], order: list[str]) -> Outcome:
         """Start a stream; fallbacks apply until a model's first chunk has arrived."""
 
-        async def attempt(model: str) -> Outcome:
+        async def attempt(model: str, trace: Attempt) -> Outcome:
             stream = None
             try:
-                stream = await self._call(kind, model, body, stream=True)
+                stream = await self._call(kind, model, body, True, trace)
                 iterator = stream.__aiter__()
                 first = await iterator.__anext__()
             except StopAsyncIteration:  # an empty stream is an answer
+                trace.finish(None)
                 return Outcome(model)
             except BaseException:  # failed, timed out or cancelled: stop the upstream call
                 await close_stream(stream)
                 raise
+            trace.answered(first, end=False)  # ends with the stream (gateway.proxy)
             return Outcome(model, first=first, stream=iterator)
 
         first_chunk_s = self.limits.connect_timeout_s + self.limits.read_timeout_s
-        return await self._first_success(order, attempt, first_chunk_s)
+        return await self._first_success(kind, body, order, attempt, first_chunk_s)
 
     async def relay(self, iterator: Any, started: float) -> AsyncIterator[Any]:
         """The rest of a stream: each chunk within the read timeout, all of it within the total one.

@@ -115,7 +115,8 @@ class ParamMemo:
         return optional
 
 
-async def chat_openai(d: DirectChat, messages: list[Any], optional: dict[str, Any], stream: bool) -> Any:
+async def chat_openai(d: DirectChat, messages: list[Any], optional: dict[str, Any], stream: bool,
+                      headers: dict[str, str] | None = None) -> Any:
     """A chat call through litellm's provider handlers, without ``litellm.acompletion`` around them.
 
     What ``litellm.completion`` does for an ``openai/`` chat model, less what the gateway does not
@@ -129,6 +130,8 @@ async def chat_openai(d: DirectChat, messages: list[Any], optional: dict[str, An
     per call (it runs ``completion()`` in the default executor), the OpenAI SDK's request building
     (non-streaming), litellm's callbacks, success logging and response-cost calculation (the
     gateway prices responses itself from ``model_info``). See docs/performance.md (Gateway).
+    ``headers`` go with the HTTP request (the trace's ``traceparent``): as the OpenAI SDK's
+    ``extra_headers`` for a stream, as the generic handler's ``headers`` otherwise.
     """
     global _openai_chat
     optional.pop("stream", None)
@@ -139,6 +142,8 @@ async def chat_openai(d: DirectChat, messages: list[Any], optional: dict[str, An
     log_obj.update_environment_variables(model=d.model, user=None, optional_params=optional,
                                          litellm_params={"api_base": d.api_base, "custom_llm_provider": "openai"})
     if stream:
+        if headers:
+            optional["extra_headers"] = {**(optional.get("extra_headers") or {}), **headers}
         if _openai_chat is None:
             _openai_chat = OpenAIChatCompletion()
         return await _openai_chat.async_streaming(
@@ -148,5 +153,5 @@ async def chat_openai(d: DirectChat, messages: list[Any], optional: dict[str, An
     return await base_llm_http_handler.completion(
         model=d.model, messages=messages, api_base=d.api_base, custom_llm_provider="openai",
         model_response=ModelResponse(), encoding=None, logging_obj=log_obj, optional_params=optional,
-        timeout=d.timeout, litellm_params={}, acompletion=True, stream=False, api_key=d.api_key, headers={},
+        timeout=d.timeout, litellm_params={}, acompletion=True, stream=False, api_key=d.api_key, headers=headers or {},
         provider_config=d.config)

@@ -48,6 +48,7 @@ class Measure:
     def __init__(self, rt: Runtime, requested: str) -> None:
         self.start = time.perf_counter()
         self.requested = metrics.requested_label(requested, rt.known_names)
+        self.tracing = rt.tracing
         metrics.IN_FLIGHT.inc()
         self.done = False
         self.first_byte_s: float | None = None  # streams: when the first chunk went out
@@ -66,6 +67,10 @@ class Measure:
         total = time.perf_counter() - self.start
         served = outcome.served if outcome is not None else NONE
         decision = choice.source if choice is not None else NONE
+        if self.tracing.enabled:
+            self.tracing.annotate({"llm_router.requested_model": self.requested, "llm_router.served_model": served,
+                                   "llm_router.decision": decision,
+                                   "llm_router.task_id": choice.task_id if choice is not None else None})
         metrics.REQUESTS.labels(self.requested, served, decision, metrics.status_class(status)).inc()
         metrics.REQUEST_DURATION.labels(served).observe(total)
         if choice is not None:
@@ -150,6 +155,7 @@ def _stream_response(rt: Runtime, kind: CallKind, choice: Choice, outcome: Outco
     async def body() -> AsyncIterator[bytes]:
         usage: dict[str, int] | None = None
         status = CLIENT_CLOSED  # unless the stream ends or fails on the upstream's side
+        broke: str | None = "client_closed"  # the upstream span's error.type, unless it ends well
         try:
             if outcome.first is not None:
                 first = _chunk(outcome.first, kind, served)
@@ -160,24 +166,26 @@ def _stream_response(rt: Runtime, kind: CallKind, choice: Choice, outcome: Outco
                     data = _chunk(chunk, kind, served)
                     usage = _usage(data) or usage
                     yield _sse(data)
-            status = 200
+            status, broke = 200, None
         except GatewayError as exc:  # nothing can be retried once bytes went out: say so in-band
-            status = exc.status
+            status, broke = exc.status, "gateway_error"
             yield _sse(exc.body())
         except Exception as exc:  # mid-stream upstream failure or timeout, classified like any other
             failure = classify(served, exc)
             metrics.UPSTREAM_ERRORS.labels(served, failure.kind).inc()
-            status = failure.status
+            status, broke = failure.status, failure.kind
             yield _sse(GatewayError(failure.status, f"stream interrupted: {failure.message}",
                                     code="upstream_timeout" if failure.kind == "timeout" else "upstream_error").body())
         finally:
             await close_stream(outcome.stream)
+            outcome.trace.finish(usage, broke)
             measure.finish(status, choice, outcome, usage, _cost(rt, served, usage) if usage else None)
         yield b"data: [DONE]\n\n"
 
     async def on_close() -> None:  # also when the client left before the body started
         await close_stream(outcome.stream)
-        measure.finish(CLIENT_CLOSED, choice, outcome, None, None)  # no-op if the body finished it
+        outcome.trace.finish(None, "client_closed")  # no-op if the body finished it
+        measure.finish(CLIENT_CLOSED, choice, outcome, None, None)  # likewise
 
     headers = explain.headers(choice, rt.learned.version, served, None, outcome)
     headers["cache-control"] = "no-cache"

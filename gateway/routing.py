@@ -25,6 +25,7 @@ from . import metrics
 from .config import RouterSettings
 from .errors import bad_request
 from .task_store import StoreUnavailable, TaskStore
+from .tracing import OFF, Span, Tracing
 
 #: where a request's decision came from (the ``x-router-decision`` header, the ``decision`` label)
 Source = Literal["cached", "final", "provisional", "instance", "explicit"]
@@ -75,8 +76,9 @@ class TaskRouter:
     """
 
     def __init__(self, learned: Router, encoder: Encoder, store: TaskStore, settings: RouterSettings,
-                 costs: np.ndarray | None = None) -> None:
+                 costs: np.ndarray | None = None, tracing: Tracing = OFF) -> None:
         self.learned = learned
+        self.tracing = tracing
         self.encoder = encoder
         self.store = store
         self.settings = settings
@@ -90,8 +92,10 @@ class TaskRouter:
         # a dry run changes no state: it reads the encoder's on-disk cache but adds nothing to it (an
         # encoder without ``encode_unsaved`` has no cache to write)
         unsaved = None if save else getattr(self.encoder, "encode_unsaved", None)
-        vec = unsaved([text]) if unsaved is not None else self.encoder.encode([text])
-        return self.learned.observe(vec, labelled)
+        with self.tracing.span("embed"):
+            vec = unsaved([text]) if unsaved is not None else self.encoder.encode([text])
+        with self.tracing.span("knn"):
+            return self.learned.observe(vec, labelled)
 
     async def predict(self, text: str, labelled: LabelledSamples | None = None, save: bool = True) -> Observation:
         """router_core's predictions (g, u, ...) for one prompt; embedding runs in a thread so the event
@@ -108,18 +112,26 @@ class TaskRouter:
         return Choice(self.learned.decide_instance(g[0], **self.knobs), "instance", task_id)
 
     async def choose(self, task_id: str | None, text: str) -> Choice:
-        """Route one prompt, updating the task's shared state."""
+        """Route one prompt, updating the task's shared state (traced as the ``route`` span)."""
+        with self.tracing.span("route") as span:
+            choice = await self._choose(task_id, text)
+            _record(span, choice)
+            return choice
+
+    async def _choose(self, task_id: str | None, text: str) -> Choice:
         if task_id is None:
             g = (await self.predict(text)).g
             return self.instance(g, None)
         try:
-            final = await self.store.final(task_id)
+            with self.tracing.span("redis.final"):
+                final = await self.store.final(task_id)
             metrics.DECISION_CACHE.labels("hit" if final else "miss").inc()
             if final is not None:
                 return Choice(final, "cached", task_id)
             labelled = await self.store.labelled(task_id)
             obs = await self.predict(text, labelled)
-            folded = await self.store.fold(task_id, obs.aggregates())
+            with self.tracing.span("redis.fold"):
+                folded = await self.store.fold(task_id, obs.aggregates())
             if folded.final is not None:  # another process finalised it meanwhile
                 return Choice(folded.final, "cached", task_id)
             assert folded.aggregates is not None  # a fold returns sums or the final decision
@@ -136,12 +148,14 @@ class TaskRouter:
         return self.instance(g, task_id)
 
     async def _decide(self, task_id: str, agg: TaskAggregates, commit: bool) -> Choice:
-        decision = self.learned.decide(agg, **self.knobs)
+        with self.tracing.span("decide"):
+            decision = self.learned.decide(agg, **self.knobs)
         if agg.n < self.settings.min_samples:
             return Choice(decision, "provisional", task_id)
         if not commit:
             return Choice(decision, "final", task_id)
-        winner, ours = await self.store.set_final(task_id, decision)
+        with self.tracing.span("redis.set_final"):
+            winner, ours = await self.store.set_final(task_id, decision)
         if winner is None:  # neither stored nor read back: the pick stands, but nothing made it final
             return Choice(decision, "provisional", task_id)
         return Choice(winner, "final" if ours else "cached", task_id)
@@ -187,3 +201,12 @@ class TaskRouter:
         assert folded.aggregates is not None  # a fold returns sums or the final decision
         choice = await self._decide(task_id, folded.aggregates, commit=True)
         return choice, len(texts), kept
+
+
+def _record(span: Span, choice: Choice) -> None:
+    """The decision on the ``route`` span: where it came from, how it was made, what it picked."""
+    if span.is_recording():
+        span.set_attributes({"llm_router.decision.source": choice.source,
+                             "llm_router.decision.method": choice.decision.method,
+                             "llm_router.decision.model": choice.decision.model,
+                             **({"llm_router.task_id": choice.task_id} if choice.task_id else {})})

@@ -13,6 +13,7 @@ from .config import GatewayConfig
 from .forward import Forwarder
 from .routing import TaskRouter
 from .task_store import TaskStore
+from .tracing import OFF, Tracing
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Runtime:
     store: TaskStore  # every task's state, shared through Redis
     task_router: TaskRouter  # decides for a task (or a lone prompt) from the two above
     forwarder: Forwarder
+    tracing: Tracing = OFF  # the request's spans (gateway/tracing.py)
 
     @property
     def aliases(self) -> list[str]:

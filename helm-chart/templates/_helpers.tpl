@@ -92,5 +92,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- $_ := set $cfg "auth" $auth }}
 {{- if not $cfg.limits }}{{ $_ := unset $cfg "limits" }}{{ end }}
+{{- if .Values.tracing.endpoint }}
+{{- $tracing := deepCopy (default dict $cfg.tracing) }}
+{{- $_ := set $tracing "endpoint" .Values.tracing.endpoint }}
+{{- $_ := set $tracing "service_name" .Values.tracing.serviceName }}
+{{- $_ := set $tracing "sample_ratio" .Values.tracing.sampleRatio }}
+{{- $_ := set $cfg "tracing" $tracing }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}

@@ -144,7 +144,7 @@ def test_image_artifact_path_is_the_configured_one(monkeypatch):
 def test_compose_file_is_valid_compose_spec():
     spec = compose_spec.PyCompose.from_yaml(COMPOSE.read_text())
     spec.validate()
-    assert set(spec.service_names()) == {"gateway", "upstream", "redis", "prometheus", "grafana"}
+    assert set(spec.service_names()) == {"gateway", "upstream", "redis", "prometheus", "grafana", "jaeger"}
 
 
 def test_compose_build_sources_exist():

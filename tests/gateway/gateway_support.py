@@ -56,7 +56,7 @@ def make_config(router_dir: Path, router_models: list[str], upstream_url: str, r
 class ThreadGateway:
     """A gateway app served by uvicorn in a thread of the test process (shares the encoder)."""
 
-    def __init__(self, config: dict[str, Any], encoder) -> None:
+    def __init__(self, config: dict[str, Any], encoder, span_exporter: Any = None) -> None:
         import uvicorn
 
         from gateway.app import create_app
@@ -65,7 +65,7 @@ class ThreadGateway:
         os.environ["LLM_ROUTER_TEST_KEY"] = API_KEY
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(GatewayConfig.model_validate(config), encoder=encoder)
+        app = create_app(GatewayConfig.model_validate(config), encoder=encoder, span_exporter=span_exporter)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

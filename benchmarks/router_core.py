@@ -81,20 +81,19 @@ def bench_knn(sizes: list[int], queries: int, base: np.ndarray | None) -> None:
         del pool, h, e
 
 
-def bench_embed_build_decide(data_dir: str, n_embed: int) -> np.ndarray:
+def bench_embed_build_decide(data_dir: str, n_embed: int, backend: str) -> np.ndarray:
     from router_core import data, embed, loto
-    from router_core.embed import SentenceEncoder
     from router_core.router import build_from_vectors
     from router_core.state import TaskAggregates
 
     d = data.load(data_dir)
-    enc = SentenceEncoder()
+    enc = embed.make_encoder(backend)
     texts = d.prompts[:n_embed]
     enc.encode(texts[:16])  # warm up
     t0 = time.perf_counter()
     enc.encode(texts)
     dt = time.perf_counter() - t0
-    print(f"\n## Embedding ({d.name}, {len(texts)} prompts, batch 64, no cache)")
+    print(f"\n## Embedding ({backend}; {d.name}, {len(texts)} prompts, batch 64, no cache)")
     print(f"throughput: {len(texts) / dt:.1f} prompts/s ({dt:.1f} s)")
 
     cached = embed.get_encoder()
@@ -139,6 +138,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--n-embed", type=int, default=500)
     ap.add_argument("--random", action="store_true", help="pure random unit vectors for the kNN pool")
+    ap.add_argument("--encoder-backend", default="onnx", choices=["onnx", "torch"])
     from router_core.data import shared_data_root
 
     ap.add_argument("--data", default=str(shared_data_root() / "routerbench-subset"))
@@ -146,7 +146,7 @@ def main() -> None:
     import torch
 
     print(f"# router_core benchmark: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
-    vectors = bench_embed_build_decide(args.data, args.n_embed)
+    vectors = bench_embed_build_decide(args.data, args.n_embed, args.encoder_backend)
     bench_knn(args.sizes, args.queries, None if args.random else vectors)
 
 

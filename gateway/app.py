@@ -68,7 +68,7 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
         if enc is None:
             from router_core.embed import get_encoder
 
-            cached = await asyncio.to_thread(get_encoder)
+            cached = await asyncio.to_thread(get_encoder, backend=config.embedding.backend)
             if cached.cache is not None:  # every new prompt adds a row: keep the file bounded
                 cached.cache.max_rows = settings.embedding_cache_max_rows
             await asyncio.to_thread(cached.encode, ["warm-up"])

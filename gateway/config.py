@@ -161,9 +161,16 @@ class TracingSettings(_Strict):
         return {k: resolve_env(x) for k, x in v.items()} if isinstance(v, dict) else v
 
 
+class EmbeddingSettings(_Strict):
+    backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="Sentence encoder: onnx (ONNX Runtime, no torch needed; its exported graph must exist "
+                            "or torch be installed to export it) or torch (sentence-transformers).")
+
+
 class GatewayConfig(_Strict):
     model_list: list[ModelEntry] = Field(min_length=1)
     router: RouterSettings
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: Limits = Field(default_factory=Limits)

@@ -41,6 +41,15 @@ def test_bad_files_fail_naming_the_file(tmp_path, text, message):
     assert message in str(info.value) and "gateway.yaml" in str(info.value)
 
 
+def test_embedding_backend_defaults_to_onnx_and_is_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNIT_KEY", "sk-unit")
+    assert load_config(write(tmp_path, CONFIG)).embedding.backend == "onnx"
+    assert load_config(write(tmp_path, {**CONFIG, "embedding": {"backend": "torch"}})).embedding.backend == "torch"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, {**CONFIG, "embedding": {"backend": "tensorflow"}}))
+    assert "embedding.backend" in str(info.value)
+
+
 def test_an_unset_env_reference_names_the_field(tmp_path, monkeypatch):
     monkeypatch.delenv("UNIT_KEY", raising=False)
     with pytest.raises(ConfigError) as info:

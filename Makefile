@@ -8,7 +8,7 @@ PORT ?= 8000
 TORCH ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install test test-fast lint run clean
+.PHONY: install test test-fast lint run clean image image-test
 
 install: $(STAMP)
 
@@ -46,6 +46,23 @@ run: install
 	@test -e "$(ROUTER_DATA)" || { echo "ROUTER_DATA=$(ROUTER_DATA): no such folder or table" \
 	  "(unset it to use the shipped demo data, demo/data/mmlu-pro-demo)" >&2; exit 2; }
 	$(VENV)/bin/llm-router demo --data $(ROUTER_DATA) --port $(PORT)
+
+# The container image, built with podman as `docker build` builds it (deploy/image/build.sh).
+IMAGE ?= llm-router:local
+image:
+	ROUTER_DATA=$(ROUTER_DATA) deploy/image/build.sh $(IMAGE)
+
+# Built where no container registry is reached (a debootstrap base, this machine's pip indexes),
+# then run from its mounted file system, read-only as its user, against the fake upstream.
+# Its own podman store, kept between runs (the base image is cached there): overlay where the
+# kernel has it, else vfs (which copies the whole file system at every layer: slow, GBs).
+CI_STORE ?= /var/lib/containers/llm-router-ci
+CI_PODMAN = podman --root $(CI_STORE) --runroot /run/llm-router-ci \
+  --storage-driver $(if $(shell grep -w overlay /proc/filesystems 2>/dev/null),overlay,vfs)
+image-test: install
+	export PODMAN="$(CI_PODMAN)" ROUTER_DATA=$(ROUTER_DATA) && base=$$(deploy/image/base.sh) \
+	  && IMAGE_BASE=$$base IMAGE_PIP=machine PYTHON=$(PY) deploy/image/build.sh $(IMAGE) \
+	  && $(PY) deploy/image/smoke.py $(IMAGE)
 
 clean:
 	rm -rf $(VENV) .state

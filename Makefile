@@ -47,10 +47,12 @@ run: install
 	  "(unset it to use the shipped demo data, demo/data/mmlu-pro-demo)" >&2; exit 2; }
 	$(VENV)/bin/llm-router demo --data $(ROUTER_DATA) --port $(PORT)
 
-# The container image, built with podman as `docker build` builds it (deploy/image/build.sh).
+# The container image, built with podman as `docker build` builds it (deploy/image/build.sh), its
+# router baked from IMAGE_DATA (the build context docker-compose.yaml names).
 IMAGE ?= llm-router:local
+IMAGE_DATA ?= ../shared/data/routerbench-subset
 image:
-	ROUTER_DATA=$(ROUTER_DATA) deploy/image/build.sh $(IMAGE)
+	IMAGE_DATA=$(IMAGE_DATA) deploy/image/build.sh $(IMAGE)
 
 # Built where no container registry is reached (a debootstrap base, this machine's pip indexes),
 # then run from its mounted file system, read-only as its user, against the fake upstream.
@@ -60,7 +62,7 @@ CI_STORE ?= /var/lib/containers/llm-router-ci
 CI_PODMAN = podman --root $(CI_STORE) --runroot /run/llm-router-ci \
   --storage-driver $(if $(shell grep -w overlay /proc/filesystems 2>/dev/null),overlay,vfs)
 image-test: install
-	export PODMAN="$(CI_PODMAN)" ROUTER_DATA=$(ROUTER_DATA) && base=$$(deploy/image/base.sh) \
+	export PODMAN="$(CI_PODMAN)" IMAGE_DATA=$(IMAGE_DATA) && base=$$(deploy/image/base.sh) \
 	  && IMAGE_BASE=$$base IMAGE_PIP=machine PYTHON=$(PY) deploy/image/build.sh $(IMAGE) \
 	  && $(PY) deploy/image/smoke.py $(IMAGE)
 

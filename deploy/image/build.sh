@@ -5,13 +5,15 @@
 #   IMAGE_BASE=NAME   the base image of every stage (the PYTHON_IMAGE build argument), e.g. the
 #                     one deploy/image/base.sh makes with debootstrap
 #   IMAGE_PIP=machine pip in the build uses this machine's index configuration (machine_pip.py)
-# Usage: deploy/image/build.sh [TAG]   (ROUTER_DATA: the benchmark folder the artifact is built from)
+# Usage: deploy/image/build.sh [TAG]
+#   IMAGE_DATA: the benchmark folder the baked router is built from (the `routerdata` build
+#   context; default, as docker-compose.yaml: ../shared/data/routerbench-subset)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 PODMAN=${PODMAN:-podman}
 tag=${1:-llm-router:local}
-data=${ROUTER_DATA:-../shared/data/routerbench-subset}
+data=${IMAGE_DATA:-../shared/data/routerbench-subset}
 
 # docker format: the OCI format has no HEALTHCHECK
 args=(--isolation chroot --format docker -f deploy/Dockerfile --build-context "routerdata=$data" -t "$tag")

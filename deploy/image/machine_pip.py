@@ -6,7 +6,8 @@ Dockerfile with that configuration instead: the merged result of ``pip config li
 ``PIP_*`` variables) is written to ``DIR/pip.conf`` and mounted as the build's ``/etc/pip.conf``,
 every local path it names is mounted read-only at the same place, and ``TORCH_INDEX_URL`` becomes
 the machine's index (the CPU torch wheel then comes from its local wheels). Mounts exist only while
-RUN steps run; the image's layers do not keep their contents.
+RUN steps run: the layers keep none of their contents, only the empty mount points (an empty
+/etc/pip.conf, empty /opt/wheels and the like; a build without IMAGE_PIP=machine has none).
 
 Usage: python machine_pip.py DIR   (prints one argument per line)
 """

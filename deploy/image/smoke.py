@@ -5,12 +5,13 @@ file system is mounted (`podman image mount`), bound read-only in a private moun
 writable tmpfs exactly where docker-compose.yaml gives the gateway one, and its entrypoint and
 command (`llm-router serve` with the baked router) run under chroot as the image's user, with the
 image's environment and working directory. The gateway config is the compose stack's, pointed at
-the project's fake upstream on loopback and at serve's embedded Redis. Checks: readiness, one routed
+the project's fake upstream on loopback (serving the baked artifact's models) and at serve's
+embedded Redis. Checks: readiness, one routed
 chat completion answered by a model of the baked artifact, /metrics counting it, the process's uid
 and its read-only root. Prints the image's size.
 
 Needs root, podman and util-linux (unshare, mount, chroot); nothing a `docker build` would not put
-in the image. Usage: python deploy/image/smoke.py [IMAGE]   (ROUTER_DATA: the fake upstream's data)
+in the image. Usage: python deploy/image/smoke.py [IMAGE]
 """
 
 from __future__ import annotations
@@ -135,6 +136,11 @@ def launch_script(rootfs: Path, view: Path, config_dir: Path, image: ImageConfig
     return " && ".join(lines)
 
 
+def upstream_argv(port: int, models: list[str]) -> list[str]:
+    """The project's fake upstream, from the checkout's environment (it is no part of the image)."""
+    return [sys.executable, "-m", "gateway", "upstream", "--port", str(port), *(f"--models={m}" for m in models)]
+
+
 def start(args: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -174,16 +180,23 @@ def check(condition: bool, what: str) -> None:
 
 def process_facts(pid: int) -> tuple[str, str]:
     """The process's real uid and the options of its root mount."""
-    uid = next(l.split()[1] for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("Uid:"))
-    root_opts = next(l.split()[5] for l in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
-                     if l.split()[4] == "/")
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    uid = next(line.split()[1] for line in status if line.startswith("Uid:"))
+    mounts = [line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+    root_opts = next(fields[5] for fields in mounts if fields[4] == "/")
     return uid, root_opts
 
 
-def check_gateway(url: str, rootfs: Path, served_models: list[str]) -> None:
+def baked_artifact(rootfs: Path, config: Path) -> dict:
+    """The manifest of the router artifact the gateway config names, read from the image."""
+    artifact = yaml.safe_load(config.read_text())["router"]["artifact"]
+    return json.loads((rootfs / artifact.lstrip("/") / "manifest.json").read_text())
+
+
+def check_gateway(url: str, manifest: dict) -> None:
     from gateway.metrics import REQUESTS, ROUTER_INFO
 
-    version = json.loads((rootfs / "opt/llm-router/router/manifest.json").read_text())["version"]
+    version, served_models = manifest["version"], manifest["models"]
     resp = httpx.post(url + "/v1/chat/completions", timeout=120,
                       headers={"Authorization": f"Bearer {API_KEY}", "X-Task-ID": "image-smoke"},
                       json={"model": "router", "messages": [{"role": "user", "content": PROMPT}]})
@@ -197,11 +210,11 @@ def check_gateway(url: str, rootfs: Path, served_models: list[str]) -> None:
     scrape = httpx.get(url + "/metrics", timeout=10)
     check(scrape.status_code == 200, "/metrics answers")
     samples = [s for fam in text_string_to_metric_families(scrape.text) for s in fam.samples]
-    requests_name = REQUESTS.describe()[0].name + "_total"
+    requests_name = next(iter(REQUESTS.describe())).name + "_total"
     counted = sum(s.value for s in samples if s.name == requests_name and s.labels.get("served_model") == served
                   and s.labels.get("status_class") == "2xx")
     check(counted == 1, f"{requests_name} counts the request ({counted:g})")
-    info_name = ROUTER_INFO.describe()[0].name
+    info_name = next(iter(ROUTER_INFO.describe())).name
     check(any(s.name == info_name and s.labels.get("version") == version and s.value == 1 for s in samples),
           f"{info_name} names the baked artifact")
 
@@ -217,24 +230,23 @@ def print_size(image: str, cfg: ImageConfig) -> None:
 
 def main() -> None:
     image = sys.argv[1] if len(sys.argv) > 1 else "llm-router:local"
-    data = Path(os.environ.get("ROUTER_DATA", ROOT.parent / "shared/data/routerbench-subset"))
     if os.geteuid() != 0:
         raise SystemExit("image smoke test: needs root (mount, chroot)")
     cfg = image_config(image)
-    models = [m["name"] for m in json.loads((data / "models.json").read_text())]
     with tempfile.TemporaryDirectory(prefix="llm-router-smoke-") as tmp, mounted(image) as rootfs:
         work = Path(tmp)
         up_port, gw_port = free_port(), free_port()
-        upstream = start([sys.executable, "-m", "gateway", "upstream", "--port", str(up_port), "--data", str(data)],
-                         work / "upstream.log")
+        up_url = f"http://127.0.0.1:{up_port}"
+        (work / "config").mkdir()
+        argv = gateway_argv(cfg, gw_port)
+        config = work / "config" / Path(option(argv, "--config")).name
+        write_config(config, up_url)
+        manifest = baked_artifact(rootfs, config)
+        upstream = start(upstream_argv(up_port, manifest["models"]), work / "upstream.log")
         gateway = None
         try:
-            up_url = f"http://127.0.0.1:{up_port}"
             wait_for(lambda: httpx.get(up_url + "/v1/models", timeout=2).status_code == 200, "fake upstream",
                      upstream, work / "upstream.log")
-            (work / "config").mkdir()
-            argv = gateway_argv(cfg, gw_port)
-            write_config(work / "config" / Path(option(argv, "--config")).name, up_url)
             (work / "view").mkdir()
             env = {**cfg.env, "LLM_ROUTER_API_KEY": API_KEY, "UPSTREAM_API_KEY": "sk-upstream-smoke"}
             script = launch_script(rootfs, work / "view", work / "config", cfg, argv, env)
@@ -249,7 +261,7 @@ def main() -> None:
             uid, root_opts = process_facts(gateway.pid)
             check(uid == cfg.user.split(":")[0], f"runs as uid {uid}")
             check("ro" in root_opts.split(","), f"root file system mounted {root_opts}")
-            check_gateway(url, rootfs, models)
+            check_gateway(url, manifest)
         finally:
             for proc in (gateway, upstream):
                 if proc is not None:

@@ -116,6 +116,10 @@ def route(
     texts = read_prompts(prompts)
     if not texts:
         _fail(f"{prompts}: no prompts")
+    try:
+        router.check_knobs(epsilon, lam)
+    except ValueError as exc:
+        _fail(str(exc))
     vectors = encoder(None, encoder_backend).encode(texts)
     if method is not None:
         chosen = _method(method)

@@ -61,6 +61,15 @@ class BenchmarkData:
             seen.setdefault(str(t), None)
         return list(seen)
 
+    def size_costs(self) -> np.ndarray | None:
+        """Model size (billions of parameters, ``params_b`` in models.json) as the cost where the data
+        has no prices; closed models (no published size) count as the largest known size."""
+        by_name = {m.get("name"): m.get("params_b") for m in self.model_info}
+        sizes = np.array([np.nan if by_name.get(m) is None else float(by_name[m]) for m in self.models])
+        if np.all(np.isnan(sizes)):
+            return None
+        return np.where(np.isnan(sizes), np.nanmax(sizes), sizes)
+
     def mean_cost(self) -> np.ndarray | None:
         """Mean USD per query for each model, or None when the data has no costs."""
         if self.costs is None:

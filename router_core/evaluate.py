@@ -290,12 +290,8 @@ EPSILONS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 
 
 def size_costs(data: BenchmarkData) -> np.ndarray | None:
-    """Model size (billions of parameters) as the cost where the data has no prices; closed models
-    (no published size) count as the largest known size."""
-    sizes = _params_b(data)
-    if sizes is None or np.all(np.isnan(sizes)):
-        return None
-    return np.where(np.isnan(sizes), np.nanmax(sizes), sizes)
+    """Model size as the cost where the data has no prices (``BenchmarkData.size_costs``)."""
+    return data.size_costs()
 
 
 def default_cost_curve(run: list[HeldOut], costs: np.ndarray, sizes: bool, method: str) -> list[dict[str, Any]]:

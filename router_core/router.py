@@ -124,8 +124,36 @@ class Router:
         return self.observe(vectors, labelled).aggregates()
 
     # -- decisions ----------------------------------------------------------------------------
+    @property
+    def sizes(self) -> np.ndarray | None:
+        """Model size (billions of parameters) per model, from the data's models.json, closed models
+        counted as the largest known size (``BenchmarkData.size_costs``); None where none is known."""
+        vals = self.meta.get("params_b")
+        return None if not vals else np.asarray(vals, dtype=np.float64)
+
+    def cost_unit(self, costs: np.ndarray | None = None) -> str | None:
+        """What the costs the router decides under are: given or the data's prices (``usd_per_query``),
+        else model size standing in (``params_b``), else None (no knob can apply)."""
+        if costs is not None or self.costs is not None:
+            return "usd_per_query"
+        return "params_b" if self.sizes is not None else None
+
     def effective_costs(self, costs: np.ndarray | None) -> np.ndarray | None:
-        return self.costs if costs is None else np.asarray(costs, dtype=np.float64)
+        """The caller's prices, else the data's, else model size as the stand-in cost."""
+        if costs is not None:
+            return np.asarray(costs, dtype=np.float64)
+        return self.costs if self.costs is not None else self.sizes
+
+    def check_knobs(self, epsilon: float | None, lam: float | None, costs: np.ndarray | None = None) -> None:
+        """ValueError for a cost knob that cannot apply: ``epsilon`` needs prices or model sizes,
+        ``lam`` (USD per query) needs prices."""
+        unit = self.cost_unit(costs)
+        if epsilon and unit is None:
+            raise ValueError("epsilon needs costs: give prices, or data with prices (cost) or model sizes "
+                             "(params_b in models.json)")
+        if lam and unit != "usd_per_query":
+            raise ValueError("lambda is in USD per query and needs prices: the data has none "
+                             f"({'only model sizes' if unit else 'no costs'}); use epsilon, or give prices")
 
     def _params(self, epsilon: float | None, lam: float | None) -> RoutingParams:
         """The router's params with the caller's cost knobs, where given."""
@@ -140,6 +168,7 @@ class Router:
         by artifacts that carry no calibration).
         """
         params = self._params(epsilon, lam)
+        self.check_knobs(params.epsilon, params.lam, costs)
         if params.method == "calibrated" and self.calibration is not None:
             return decide_calibrated(agg, self.models, self.calibration, self.u_train, self.p_train, self.bma,
                                      self.effective_costs(costs), params)
@@ -148,13 +177,15 @@ class Router:
 
     def decide_instance(self, g_row: np.ndarray, epsilon: float | None = None, lam: float | None = None,
                         costs: np.ndarray | None = None) -> Decision:
+        params = self._params(epsilon, lam)
+        self.check_knobs(params.epsilon, params.lam, costs)
         return decide_instance(np.asarray(g_row).ravel(), self.models, self.train_mean,
-                               self.effective_costs(costs), self._params(epsilon, lam))
+                               self.effective_costs(costs), params)
 
     def summary(self) -> dict[str, Any]:
         return {"version": self.version, "models": list(self.models), "prompts": int(len(self.labels)),
                 "tasks": len(self.task_names), "bma": self.bma_model,
-                "has_costs": self.costs is not None, "params": self.params.to_dict(),
+                "has_costs": self.costs is not None, "cost_unit": self.cost_unit(), "params": self.params.to_dict(),
                 **{k: v for k, v in self.meta.items() if k != "version"}}
 
 
@@ -171,6 +202,10 @@ def build_from_vectors(data: BenchmarkData, vectors: np.ndarray, params: Routing
     params = params or RoutingParams()
     table = table or loto.compute(vectors, data.tasks, data.labels, params.k, params.u_k)
     costs = data.mean_cost()
+    meta = dict(meta or {})
+    sizes = data.size_costs()
+    if sizes is not None:  # the stand-in cost where the data has no prices (Router.sizes)
+        meta["params_b"] = [float(v) for v in sizes]
     # fitted whatever the method, so one artifact serves both (`route --method`, `router.method`)
     feats = loto.features_of(table, data.labels, params.u_k)
     calibration = fit_calibration({f: feats.get(f) for f in params.features}, feats.accuracy, params.features)
@@ -179,7 +214,7 @@ def build_from_vectors(data: BenchmarkData, vectors: np.ndarray, params: Routing
         labels=data.labels.astype(np.float32), task_of=table.task_of, task_names=table.task_names,
         u_train=table.u, p_train=table.p, task_accuracy=table.accuracy,
         train_mean=loto.model_means(data.labels), bma=best_on_average(table.accuracy), costs=costs,
-        params=params, index=make_index(vectors), meta=dict(meta or {}), agree=table.agree,
+        params=params, index=make_index(vectors), meta=meta, agree=table.agree,
         calibration=calibration)
 
 

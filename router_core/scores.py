@@ -17,6 +17,7 @@ BANDWIDTH = 0.09  # Nadaraya-Watson Gaussian kernel bandwidth h
 ETA = 0.6  # fallback to BMA when P(m* beats BMA) < eta
 DRAWS = 1000  # Monte-Carlo draws for that probability
 TIE_BREAK = 0.01  # per-instance routing: weight of each model's training mean accuracy
+TIE = 1e-9  # scores closer than this are tied (and go to the cheaper model when costs are known)
 
 
 def knn_correctness(neighbour_ids: np.ndarray, labels: np.ndarray,
@@ -140,23 +141,27 @@ def prob_beats(n: int, n_pos_a: float, p_a: float, n_pos_b: float, p_b: float,
 
 
 def cost_aware_choice(scores: np.ndarray, costs: np.ndarray | None,
-                      epsilon: float | None = None, lam: float | None = None) -> int:
-    """The pick under the cost knobs (both off: plain argmax).
+                      epsilon: float | None = None, lam: float | None = None,
+                      then: np.ndarray | None = None) -> int:
+    """The pick under the cost knobs (both off: the best score, ties to the cheaper model).
 
     ``lam``: maximise score - lam * cost (cost in USD per query).
     ``epsilon``: the cheapest model whose (lam-adjusted) score is within epsilon of the best.
-    Ties go to the higher score, then to the lower index.
+    With costs known, models tied at the best score (within ``TIE``) go to the cheapest: the
+    preference for smaller models. Remaining ties go to the higher score, then the higher ``then``
+    (e.g. training mean accuracy), then the lower index. Without costs: plain argmax.
     """
     scores = np.asarray(scores, dtype=np.float64)
     util = scores.copy()
     if costs is not None and lam:
         util = util - lam * np.nan_to_num(costs, nan=np.nanmax(costs) if np.any(~np.isnan(costs)) else 0)
     best = int(np.argmax(util))
-    if costs is None or not epsilon:
+    if costs is None:
         return best
-    ok = np.flatnonzero(util >= util[best] - epsilon)
-    c = np.nan_to_num(costs[ok], nan=np.inf)
-    order = np.lexsort((-util[ok], c))
+    ok = np.flatnonzero(util >= util[best] - max(epsilon or 0.0, TIE))
+    c = np.nan_to_num(np.asarray(costs, dtype=np.float64)[ok], nan=np.inf)
+    second = np.zeros(len(ok)) if then is None else -np.asarray(then, dtype=np.float64)[ok]
+    order = np.lexsort((second, -util[ok], c))
     return int(ok[order[0]])
 
 
@@ -177,8 +182,12 @@ def fallback_margin(n: int, pick: int, bma: int, costs: np.ndarray | None,
 
 def instance_choice(g_row: np.ndarray, train_mean: np.ndarray, costs: np.ndarray | None = None,
                     epsilon: float | None = None, lam: float | None = None) -> int:
-    """Per-prompt routing: argmax_m g_m(x), ties broken by 0.01 x training mean accuracy."""
-    return cost_aware_choice(g_row + TIE_BREAK * np.nan_to_num(train_mean), costs, epsilon, lam)
+    """Per-prompt routing: argmax_m g_m(x); ties go to the cheaper model when costs are known, else
+    (and then) to the higher training mean accuracy (without costs: 0.01 x that mean is added)."""
+    mean = np.nan_to_num(train_mean)
+    if costs is None:
+        return cost_aware_choice(g_row + TIE_BREAK * mean, None, epsilon, lam)
+    return cost_aware_choice(g_row, costs, epsilon, lam, then=mean)
 
 
 @dataclass(frozen=True)

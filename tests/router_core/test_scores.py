@@ -102,3 +102,15 @@ def test_local_predictor_accuracy_by_hand():
     # row 0: model0 (1+1)/2, model1 only prompt 0 -> 0; row 1: (1+0)/2, only prompt 2 -> 1;
     # row 2: model0 1, model1 no labelled neighbour -> fallback 0.7
     assert p == pytest.approx(np.array([[1.0, 0.0], [0.5, 1.0], [1.0, 0.7]]))
+
+
+def test_ties_go_to_the_cheaper_model_when_costs_are_known():
+    s = np.array([0.8, 0.8, 0.8, 0.6])
+    c = np.array([0.010, 0.002, 0.005, 0.0001])
+    assert sc.cost_aware_choice(s, None) == 0  # no costs: plain argmax
+    assert sc.cost_aware_choice(s, c) == 1  # three tied at the top: the cheapest of them
+    assert sc.cost_aware_choice(s + np.array([0, 0, 1e-6, 0]), c) == 2  # a real difference is not a tie
+    # per prompt: a tie in g goes to the cheaper model before the training mean decides
+    g = np.array([0.6, 0.6, 0.4])
+    assert sc.instance_choice(g, np.array([0.9, 0.5, 0.9]), costs=np.array([5.0, 1.0, 0.1])) == 1
+    assert sc.instance_choice(g, np.array([0.5, 0.9, 0.9]), costs=np.array([1.0, 1.0, 0.1])) == 1

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Optional
 
@@ -121,11 +120,10 @@ def route(
     except ValueError as exc:
         _fail(str(exc))
     vectors = encoder(None, encoder_backend).encode(texts)
-    if method is not None:
-        chosen = _method(method)
-        if chosen == "calibrated" and router.calibration is None:
-            _fail(f"{router_dir} was built before the calibrated method and has no calibration; rebuild it")
-        router.params = replace(router.params, method=chosen)
+    try:
+        router.use_method(method)
+    except ValueError as exc:
+        _fail(f"{router_dir}: {exc}")
     decision = router.decide(router.aggregate(vectors), epsilon=epsilon, lam=lam)
     out = {"router": router.version, "decision": decision.to_dict()}
     if instance:

@@ -65,7 +65,8 @@ class BenchmarkData:
         """Model size (billions of parameters, ``params_b`` in models.json) as the cost where the data
         has no prices; closed models (no published size) count as the largest known size."""
         by_name = {m.get("name"): m.get("params_b") for m in self.model_info}
-        sizes = np.array([np.nan if by_name.get(m) is None else float(by_name[m]) for m in self.models])
+        vals = [by_name.get(m) for m in self.models]
+        sizes = np.array([np.nan if v is None else float(v) for v in vals])
         if np.all(np.isnan(sizes)):
             return None
         return np.where(np.isnan(sizes), np.nanmax(sizes), sizes)

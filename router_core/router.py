@@ -11,7 +11,7 @@ It is built by :func:`build_router` and persisted by :mod:`router_core.artifact`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,8 @@ from . import loto
 from .data import BenchmarkData
 from .calibration import Calibration
 from .calibration import fit as fit_calibration
-from .decision import Decision, RoutingParams, decide_calibrated, decide_instance, decide_task
+from .decision import (DEFAULT_METHOD, METHODS, Decision, RoutingParams, decide_calibrated, decide_instance,
+                       decide_task)
 from .embed import Encoder
 from .index import ExactIndex, HnswIndex, NeighbourIndex
 from .scores import best_on_average, knn_correctness, local_predictor_accuracy, prompt_distance
@@ -155,19 +156,37 @@ class Router:
             raise ValueError("lambda is in USD per query and needs prices: the data has none "
                              f"({'only model sizes' if unit else 'no costs'}); use epsilon, or give prices")
 
-    def _params(self, epsilon: float | None, lam: float | None) -> RoutingParams:
-        """The router's params with the caller's cost knobs, where given."""
-        return self.params.with_costs(self.params.epsilon if epsilon is None else epsilon,
-                                      self.params.lam if lam is None else lam)
+    def resolve_method(self, method: str | None) -> str:
+        """The task-level method a caller asks for: None is the router's own, ``default`` is
+        ``DEFAULT_METHOD``; ValueError for an unknown one, or ``calibrated`` without a calibration."""
+        if method is None:
+            return self.params.method
+        chosen = DEFAULT_METHOD if method == "default" else method
+        if chosen not in METHODS:
+            raise ValueError(f"method must be one of default, {', '.join(METHODS)}; not {method!r}")
+        if chosen == "calibrated" and self.calibration is None:
+            raise ValueError("the router artifact was built without a calibration, so the calibrated method "
+                             "cannot be used; rebuild it with 'llm-router build'")
+        return chosen
+
+    def use_method(self, method: str | None) -> None:
+        """Make ``method`` (see :meth:`resolve_method`) the router's own."""
+        self.params = replace(self.params, method=self.resolve_method(method))
+
+    def _params(self, epsilon: float | None, lam: float | None, method: str | None = None) -> RoutingParams:
+        """The router's params with the caller's cost knobs and method, where given."""
+        params = self.params.with_costs(self.params.epsilon if epsilon is None else epsilon,
+                                        self.params.lam if lam is None else lam)
+        return params if method is None else replace(params, method=self.resolve_method(method))
 
     def decide(self, agg: TaskAggregates, epsilon: float | None = None, lam: float | None = None,
-               costs: np.ndarray | None = None) -> Decision:
-        """The task's pick from its aggregates (knobs default to the router's own).
+               costs: np.ndarray | None = None, method: str | None = None) -> Decision:
+        """The task's pick from its aggregates (knobs and method default to the router's own).
 
-        The router's method decides: the calibrated default, or the paper's S3 + fallback (also used
-        by artifacts that carry no calibration).
+        The method decides: the calibrated one, or the paper's S3 + fallback (also used by artifacts
+        that carry no calibration).
         """
-        params = self._params(epsilon, lam)
+        params = self._params(epsilon, lam, method)
         self.check_knobs(params.epsilon, params.lam, costs)
         if params.method == "calibrated" and self.calibration is not None:
             return decide_calibrated(agg, self.models, self.calibration, self.u_train, self.p_train, self.bma,

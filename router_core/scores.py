@@ -169,10 +169,15 @@ def fallback_margin(n: int, pick: int, bma: int, costs: np.ndarray | None,
                     epsilon: float | None, lam: float | None) -> float:
     """How many more correct answers BMA must be expected to give before the cheaper pick loses.
 
-    Without cost knobs this is 0 (the paper's test). With ``epsilon`` the pick may trail BMA by
-    epsilon*n answers; with ``lam`` by lam * (cost saved) * n.
+    Without costs this is 0 (the paper's test). With costs known, a pick cheaper than BMA wins a
+    tie in the count (margin 0.5: the counts are integers), so the preference for the cheaper of
+    equally good models is not undone by the fallback. With ``epsilon`` the pick may trail BMA by
+    epsilon*n answers more; with ``lam`` by lam * (cost saved) * n.
     """
     margin = 0.0
+    known = None if costs is None else np.nan_to_num(costs, nan=np.inf)
+    if known is not None and known[pick] < known[bma]:
+        margin += 0.5
     if epsilon:
         margin += epsilon * n
     if lam and costs is not None and not np.isnan(costs[pick]) and not np.isnan(costs[bma]):

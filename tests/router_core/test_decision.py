@@ -76,3 +76,12 @@ def test_aggregates_equal_batch():
 def test_instance_decision_names_scores():
     d = decide_instance(np.array([0.2, 0.8]), MODELS, np.array([0.9, 0.1]), None, RoutingParams())
     assert d.model == "small" and d.method == "instance" and d.g == {"big": 0.2, "small": 0.8}
+
+
+def test_a_cheaper_model_tied_with_bma_is_not_undone_by_the_fallback():
+    agg = agg_of(18, 18)  # model 1 as good as BMA (model 0) on every prompt
+    costs = np.array([0.01, 0.0005])
+    d = decide_task(agg, MODELS, U_TRAIN, P_TRAIN, 0, costs, RoutingParams())
+    assert d.model == MODELS[1] and d.method == "S3"
+    d = decide_task(agg, MODELS, U_TRAIN, P_TRAIN, 0, None, RoutingParams())
+    assert d.model == MODELS[0]  # no costs: the paper's argmax, ties to the first

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from .embed import CachedEncoder
 
 app = typer.Typer(help="LLM routing with benchmark datasets (Shnitzer et al., 2023): build, evaluate, route, serve.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)  # plain help: typer's rich panels print <bool> beside every flag
 
 
 METHOD_HELP = (f"Task-level method: {' or '.join(METHODS)} (default {DEFAULT_METHOD}; 'paper' is Shnitzer et "
@@ -101,8 +102,10 @@ def route(
     router_dir: Path = typer.Option(..., "--router", help="Router artifact directory."),
     prompts: Path = typer.Option(..., "--prompts", help="Prompts of one task: a text file (one per line) or "
                                                         "JSONL with a 'prompt' field; '-' for stdin."),
-    epsilon: Optional[float] = typer.Option(None, help="Cheapest model whose score is within epsilon of the best."),
-    lam: Optional[float] = typer.Option(None, "--lambda", help="Maximise score - lambda * cost (USD per query)."),
+    epsilon: Optional[float] = typer.Option(None, help="Cheapest model whose score is within epsilon of the best "
+                                                       "(cost: the data's prices, else model size)."),
+    lam: Optional[float] = typer.Option(None, "--lambda", help="Maximise score - lambda * cost (USD per query; "
+                                                               "needs prices)."),
     instance: bool = typer.Option(False, help="Also print the per-prompt (instance) pick of every prompt."),
     method: Optional[str] = typer.Option(None, help="Override the router's method: " + METHOD_HELP),
     encoder_backend: str = typer.Option("onnx", help=BACKEND_HELP),

@@ -12,8 +12,9 @@ from fastapi import FastAPI
 
 from router_core import artifact
 from router_core.embed import Encoder
+from router_core.router import Router
 
-from . import errors, metrics, openapi_doc, tracing
+from . import docs_ui, errors, metrics, openapi_doc, tracing
 from .auth import KeyFirst
 from .body_limit import BodyLimit
 from .config import ConfigError, GatewayConfig, load_config
@@ -21,7 +22,7 @@ from .disconnect import CancelOnDisconnect
 from .forward import Forwarder
 from .http_protocol import LIMITS_STATE_KEY
 from .redis_embedded import EmbeddedRedis
-from .routing import TaskRouter
+from .routing import TaskRouter, configured_knobs
 from .runtime import Runtime, config_costs
 from .task_store import RedisTaskStore
 
@@ -44,6 +45,26 @@ def check_models(config: GatewayConfig) -> list[str]:
     return models
 
 
+def load_checked(config: GatewayConfig) -> Router:
+    """The router artifact, checked against ``config``: every model it can pick is configured,
+    ``router.method`` applies (a calibrated override needs a calibration in the artifact), and every
+    cost knob of the router section and the aliases can apply. ConfigError naming what cannot."""
+    check_models(config)
+    try:
+        learned = artifact.load(config.router.artifact)
+    except artifact.ArtifactError as exc:
+        raise ConfigError(f"router.artifact: {exc}") from None
+    try:
+        learned.use_method(config.router.method)
+    except ValueError as exc:
+        raise ConfigError(f"router.method: {exc}") from None
+    try:
+        configured_knobs(learned, config.router, config_costs(config, learned.models))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return learned
+
+
 def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Encoder | None = None,
                span_exporter: Any = None) -> FastAPI:
     """A gateway app for ``config``; the router, encoder and Redis are set up in its lifespan.
@@ -52,7 +73,7 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
     redis-server under ``config.redis.state_dir`` and stops it on shutdown. ``span_exporter`` (an
     OpenTelemetry ``SpanExporter``, for tests) turns tracing on with spans exported as they end.
     """
-    check_models(config)
+    learned = load_checked(config)
     traces = tracing.from_settings(config.tracing, span_exporter)
 
     @asynccontextmanager
@@ -62,7 +83,7 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
         if url is None:
             embedded = EmbeddedRedis(config.redis.state_dir).start()  # this thread: see die_with_parent
             url = embedded.url
-        router = await asyncio.to_thread(artifact.load, config.router.artifact)
+        router = learned
         settings = config.router
         enc = encoder
         if enc is None:
@@ -82,7 +103,7 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
         if not await store.ping():
             log.warning("redis at %s is not reachable at start-up; failing open", url.split("@")[-1])
         log.info("gateway ready: artifact %s, %d models, aliases %s", router.version, len(router.models),
-                 ", ".join(settings.aliases))
+                 ", ".join(settings.alias_names))
         try:
             yield {LIMITS_STATE_KEY: config.limits}  # read by the connection protocol (gateway.http_protocol)
         finally:
@@ -97,7 +118,7 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
 
     from .api import health, openai, router_api
 
-    app = FastAPI(title="llm-router gateway", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="llm-router gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   telemetry=traces.fastapi_telemetry(),
                   description="An OpenAI-compatible gateway that routes each task to the model most likely "
                               "to answer it correctly, keeps the decision per task in Redis and forwards "
@@ -107,6 +128,7 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
     app.include_router(router_api.router)
     app.include_router(health.router)
     openapi_doc.install(app)
+    docs_ui.install(app)
     # outermost last: the key first (no body read without one), then the body's size and time, then
     # a client's disconnect cancelling the handler
     app.add_middleware(CancelOnDisconnect)

@@ -1,7 +1,10 @@
 """The gateway's YAML configuration: one pydantic schema, validated once at start-up.
 
-The layout follows LiteLLM Proxy's ``model_list`` so existing configs carry over, plus the
-sections this gateway adds (``router``, ``redis``, ``auth``, ``limits``, ``tracing``). Values written as
+The layout follows LiteLLM Proxy's ``model_list`` so existing configs carry over (several entries
+under one ``model_name`` are deployments of one model, load-balanced), plus the sections this
+gateway adds (``router``, ``redis``, ``auth``, ``limits``, ``upstreams``, ``tracing``). A LiteLLM Proxy
+file's own sections (``litellm_settings``, ``general_settings``, ``router_settings``) are folded into
+these by :mod:`gateway.litellm_compat`, with a warning for each key that does not apply here. Values written as
 ``os.environ/NAME`` are read from the environment when the config is validated; a missing
 variable fails validation with the field's path, like any other bad field.
 """
@@ -14,14 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from .litellm_compat import ROUTER_ONLY_PARAMS, adopt, unknown_params
 
 ENV_PREFIX = "os.environ/"
 
-
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the field."""
-
 
 def resolve_env(value: Any) -> Any:
     """``os.environ/NAME`` -> the variable's value (ValueError when unset)."""
@@ -32,13 +35,12 @@ def resolve_env(value: Any) -> Any:
         return os.environ[name]
     return value
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-
 class LitellmParams(BaseModel):
-    """Passed to litellm as is (``model``, ``api_base``, ``api_key``, ...); unknown keys allowed."""
+    """Passed to litellm as is (``model``, ``api_base``, ``api_key``, ...): any key litellm accepts
+    (checked against litellm's own list, :func:`gateway.litellm_compat.accepted_params`)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -54,11 +56,17 @@ class LitellmParams(BaseModel):
             return {k: resolve_env(v) for k, v in data.items()}
         return data
 
-    def call_kwargs(self) -> dict[str, Any]:
-        """Everything litellm gets besides ``model`` and the per-request fields."""
-        out = self.model_dump(exclude_none=True, exclude={"model", "timeout"})
-        return out
+    @model_validator(mode="after")
+    def _known_keys(self) -> "LitellmParams":
+        unknown = unknown_params(list(self.model_extra or {}))
+        if unknown:
+            raise ValueError(f"unknown litellm_params key {', '.join(unknown)}: litellm does not accept it")
+        return self
 
+    def call_kwargs(self) -> dict[str, Any]:
+        """Everything litellm gets besides ``model`` and the per-request fields (LiteLLM Router's
+        own keys, such as ``rpm``, stay out)."""
+        return self.model_dump(exclude_none=True, exclude={"model", "timeout", *ROUTER_ONLY_PARAMS})
 
 class ModelInfo(BaseModel):
     """Prices, for the ``x-router-cost-usd`` header and the cost metric."""
@@ -73,16 +81,27 @@ class ModelInfo(BaseModel):
         return ((self.cost_per_request or 0.0) + prompt_tokens * self.input_cost_per_token
                 + completion_tokens * self.output_cost_per_token)
 
-
 class ModelEntry(_Strict):
     model_name: str = Field(min_length=1)
     litellm_params: LitellmParams
     model_info: ModelInfo = Field(default_factory=ModelInfo)
 
+class Alias(_Strict):
+    """A name clients send as ``model`` to be routed, with its own knobs (None: the router section's)."""
+
+    name: str = Field(min_length=1)
+    epsilon: float | None = Field(None, ge=0, description="Cost floor: the cheapest model within epsilon of the best.")
+    lam: float | None = Field(None, ge=0, alias="lambda")
+    method: Literal["default", "paper", "calibrated"] | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 class RouterSettings(_Strict):
     artifact: Path
-    aliases: list[str] = Field(default_factory=lambda: ["router"], min_length=1)
+    aliases: list[Alias] = Field(default_factory=lambda: [Alias(name="router")], min_length=1,
+                                 description="Names that route: a string, or {name, epsilon, lambda, method}.")
+    method: Literal["default", "paper", "calibrated"] | None = Field(
+        None, description="Task-level method for every alias (None: the artifact's own).")
     min_samples: int = Field(10, ge=1, description="Prompts a task needs before its decision is final.")
     max_labelled_samples: int = Field(200, ge=0, description="Cap on labelled samples kept per task.")
     decision_ttl_s: int = Field(7 * 24 * 3600, ge=1)
@@ -98,6 +117,14 @@ class RouterSettings(_Strict):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _alias_names(cls, v: Any) -> Any:
+        return [{"name": a} if isinstance(a, str) else a for a in v] if isinstance(v, list) else v
+
+    @property
+    def alias_names(self) -> list[str]:
+        return [a.name for a in self.aliases]
 
 class RedisSettings(_Strict):
     url: str | None = Field(None, description="redis:// or unix:// URL; unset = embedded redis-server.")
@@ -113,7 +140,6 @@ class RedisSettings(_Strict):
     def _env(cls, v: Any) -> Any:
         return resolve_env(v)
 
-
 class AuthSettings(_Strict):
     api_keys: list[str] = Field(default_factory=list, description="Accepted bearer keys; empty = no auth.")
 
@@ -121,7 +147,6 @@ class AuthSettings(_Strict):
     @classmethod
     def _env(cls, v: Any) -> Any:
         return [resolve_env(x) for x in v] if isinstance(v, list) else v
-
 
 class Limits(_Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
@@ -133,6 +158,15 @@ class Limits(_Strict):
     total_timeout_s: float = Field(300.0, gt=0)
     retries: int = Field(1, ge=0, description="Extra attempts per model on connection errors and 5xx.")
     max_fallbacks: int = Field(2, ge=0, description="Further models tried, in router-score order.")
+
+class UpstreamSettings(_Strict):
+    """How the gateway calls the configured deployments (LiteLLM's names where it has one)."""
+
+    drop_params: bool = Field(True, description="Parameters a provider does not take are dropped, not an error.")
+    balancing: Literal["simple-shuffle", "least-busy"] = Field(
+        "simple-shuffle", description="Several deployments under one model_name: random order, or fewest in flight.")
+    cooldown_s: float = Field(5.0, ge=0, description="A deployment that keeps failing is tried last this long.")
+    allowed_fails: int = Field(1, ge=1, description="Consecutive failures before its cooldown.")
 
 
 class TracingSettings(_Strict):
@@ -175,26 +209,44 @@ class GatewayConfig(_Strict):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: Limits = Field(default_factory=Limits)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    upstreams: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _names(self) -> "GatewayConfig":
-        names = [m.model_name for m in self.model_list]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        aliases = self.router.alias_names
+        dup = sorted({a for a in aliases if aliases.count(a) > 1})
         if dup:
-            raise ValueError(f"model_list: duplicate model_name {', '.join(dup)}")
-        clash = sorted(set(self.router.aliases) & set(names))
+            raise ValueError(f"router.aliases: {', '.join(dup)} named twice")
+        clash = sorted(set(aliases) & {m.model_name for m in self.model_list})
         if clash:
             raise ValueError(f"router.aliases: {', '.join(clash)} also named in model_list")
         return self
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the file set that this gateway does not apply (logged at start-up)."""
+        return self._warnings
+
     @cached_property
     def models_by_name(self) -> dict[str, ModelEntry]:
-        return {m.model_name: m for m in self.model_list}
+        """Each model_name's first entry (its prices stand for the model's in routing costs)."""
+        out: dict[str, ModelEntry] = {}
+        for m in self.model_list:
+            out.setdefault(m.model_name, m)
+        return out
+
+    @cached_property
+    def deployments_by_name(self) -> dict[str, list[ModelEntry]]:
+        """Every entry of each model_name: its deployments, load-balanced."""
+        out: dict[str, list[ModelEntry]] = {}
+        for m in self.model_list:
+            out.setdefault(m.model_name, []).append(m)
+        return out
 
     def missing_models(self, router_models: list[str]) -> list[str]:
         """Models the router may pick that ``model_list`` cannot serve."""
         return [m for m in router_models if m not in self.models_by_name]
-
 
 def _format(exc: ValidationError) -> str:
     lines = []
@@ -202,7 +254,6 @@ def _format(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         lines.append(f"  {where}: {err['msg']}")
     return "\n".join(lines)
-
 
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a YAML config; relative artifact/state paths resolve against its folder."""
@@ -216,9 +267,12 @@ def load_config(path: str | Path) -> GatewayConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
+        raw, warnings = adopt(raw)
         cfg = GatewayConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid config\n{_format(exc)}") from None
+    except ValueError as exc:  # pydantic's ValidationError is one
+        detail = _format(exc) if isinstance(exc, ValidationError) else f"  {exc}"
+        raise ConfigError(f"{path}: invalid config\n{detail}") from None
+    cfg.warnings.extend(warnings)
     base = path.resolve().parent
     if not cfg.router.artifact.is_absolute():
         cfg.router.artifact = base / cfg.router.artifact

@@ -29,6 +29,8 @@ class Deployment:
     model: str  # the model_name it serves
     index: int  # its position among that model_name's entries
     kwargs: dict[str, Any]  # litellm arguments (model, api_base, api_key, timeout, ...)
+    prices: Any = None  # its config.ModelInfo (prices the answer), where configured
+    direct: Any = None  # its litellm_direct.DirectChat, where the fast path applies
     in_flight: int = 0
     fails: int = 0  # consecutive failures
     down_until: float = 0.0  # cooled down until this monotonic time

@@ -12,10 +12,12 @@ from .forward import Outcome
 from .routing import Choice
 
 
-def router_object(choice: Choice, artifact: str, outcome: Outcome | None = None) -> dict[str, Any]:
+def router_object(choice: Choice, artifact: str, outcome: Outcome | None = None,
+                  details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``router`` body object; ``details`` (``TaskRouter.details``) adds the knobs and costs."""
     d = choice.decision
     out: dict[str, Any] = {"decision": choice.source, "method": d.method, "chosen_model": d.model,
-                           "task_id": choice.task_id, "artifact": artifact}
+                           "task_id": choice.task_id, "artifact": artifact, **(details or {})}
     if outcome is not None:
         out["served_model"] = outcome.served
         if outcome.failures:
@@ -31,7 +33,8 @@ def router_object(choice: Choice, artifact: str, outcome: Outcome | None = None)
 
 def headers(choice: Choice, artifact: str, served: str, cost_usd: float | None,
             outcome: Outcome | None = None) -> dict[str, str]:
-    h = {"x-router-model": served, "x-router-decision": choice.source, "x-router-artifact": artifact}
+    h = {"x-router-model": served, "x-router-decision": choice.source, "x-router-artifact": artifact,
+         "x-router-method": choice.decision.method}
     if choice.task_id:
         h["x-router-task-id"] = choice.task_id
     if cost_usd is not None:

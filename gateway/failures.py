@@ -61,29 +61,34 @@ def _caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bo
     return False
 
 
-def classify(model: str, exc: BaseException) -> Failure:
+def classify(model: str, exc: BaseException, where: str | None = None) -> Failure:
     """The failure ``exc`` stands for: timeouts 504, rate limits/connection/5xx 502 (all retried);
     a request the upstream (or litellm, before calling it) refused as malformed is the client's
     error, passed through with its status; other 4xx passed through too (not retried; a 401 from the
-    upstream is the gateway's fault: 502)."""
+    upstream is the gateway's fault: 502).
+
+    Messages start with ``where`` (the model and its api_base, ``Deployment.label``; never a key),
+    else the model's name.
+    """
+    who = where or model
     if _caused_by(exc, (asyncio.TimeoutError, Timeout, httpx.TimeoutException)):
-        return Failure(model, "timeout", 504, True, f"{model}: upstream timed out")
+        return Failure(model, "timeout", 504, True, f"{who}: upstream timed out")
     status = getattr(exc, "status_code", None)
     if isinstance(exc, RateLimitError) or status == 429:
-        return Failure(model, "rate_limit", 502, True, f"{model}: upstream rate limit", retry_after=retry_after(exc))
+        return Failure(model, "rate_limit", 502, True, f"{who}: upstream rate limit", retry_after=retry_after(exc))
     if isinstance(exc, BadRequestError) or status in CLIENT_STATUSES:
         code = status if isinstance(status, int) and status in CLIENT_STATUSES else 400
         msg = str(getattr(exc, "message", exc)).replace("litellm.", "")
-        return Failure(model, "status_4xx", code, False, f"{model}: {msg}", client_error=True)
+        return Failure(model, "status_4xx", code, False, f"{who}: {msg}", client_error=True)
     # litellm reports a refused connection as a 500 InternalServerError wrapping the transport error
     if _caused_by(exc, (APIConnectionError, openai.APIConnectionError, httpx.TransportError, OSError)):
-        return Failure(model, "connection", 502, True, f"{model}: cannot reach upstream")
+        return Failure(model, "connection", 502, True, f"{who}: cannot reach upstream")
     if isinstance(status, int) and status >= 500:
-        return Failure(model, "status_5xx", 502, True, f"{model}: upstream returned {status}")
+        return Failure(model, "status_5xx", 502, True, f"{who}: upstream returned {status}")
     if isinstance(status, int) and 400 <= status < 500 and status != 408:
         msg = str(getattr(exc, "message", exc)).replace("litellm.", "")
-        return Failure(model, "status_4xx", status if status != 401 else 502, False, f"{model}: {msg}")
-    return Failure(model, "other", 502, True, f"{model}: {type(exc).__name__}")
+        return Failure(model, "status_4xx", status if status != 401 else 502, False, f"{who}: {msg}")
+    return Failure(model, "other", 502, True, f"{who}: {type(exc).__name__}")
 
 
 def error_code(kind: FailureKind) -> str:

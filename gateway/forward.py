@@ -1,7 +1,10 @@
 """Forwarding through litellm: the parameter whitelist, one retry/fallback loop, the stream relay.
 
 ``order`` is the router's ranking: the first model is tried ``1 + retries`` times on connection
-errors, timeouts and 5xx, then the next models (at most ``max_fallbacks``). An upstream 4xx other
+errors, timeouts and 5xx, then the next models (at most ``max_fallbacks``). A model with several
+deployments (``model_list`` entries under one name) is load-balanced by
+:class:`gateway.deployments.DeploymentPool`: each try goes to its next deployment, one that keeps
+failing is tried last for a while. An upstream 4xx other
 than 408/429 is the caller's problem and is returned at once (:mod:`gateway.failures` decides).
 Streaming and non-streaming calls share the loop: for streams a model counts as answering once
 its first chunk arrived; after that nothing is retried. Plain ``openai/`` chat models go through
@@ -23,6 +26,7 @@ from litellm.exceptions import APIError
 
 from . import metrics
 from .config import GatewayConfig
+from .deployments import Deployment, DeploymentPool
 from .errors import GatewayError
 from .failures import Failure, classify, error_code
 from .tracing import NO_ATTEMPT, OFF, Attempt, Tracing
@@ -63,6 +67,7 @@ class Outcome:
     """What one forwarded request produced."""
 
     served: str
+    deployment: Deployment | None = None  # the deployment that answered
     response: Any = None  # litellm response (non-streaming)
     first: Any = None  # first chunk (streaming)
     stream: Any = None  # the rest of the chunks (streaming)
@@ -75,37 +80,37 @@ class Forwarder:
     """Calls the configured models for one gateway process (litellm set up by :func:`configure`)."""
 
     def __init__(self, config: GatewayConfig, tracing: Tracing = OFF) -> None:
-        configure()
+        up = config.upstreams
+        configure(up.drop_params)
         self.tracing = tracing
         lim = config.limits
         self.limits = lim
-        self._kwargs: dict[str, dict[str, Any]] = {}
-        for name, entry in config.models_by_name.items():
-            read = entry.litellm_params.timeout or lim.read_timeout_s
-            # explicit per-token prices put litellm's cost calculator on its short path (profiled:
-            # without them it searches its model map ten times per response)
-            prices = {"input_cost_per_token": entry.model_info.input_cost_per_token,
-                      "output_cost_per_token": entry.model_info.output_cost_per_token}
-            self._kwargs[name] = {"model": entry.litellm_params.model, "max_retries": 0,
-                                  "timeout": httpx.Timeout(read, connect=lim.connect_timeout_s),
-                                  **prices, **entry.litellm_params.call_kwargs()}
-        self._direct: dict[str, DirectChat] = {}
+        deployments = []
+        for name, entries in config.deployments_by_name.items():
+            for i, entry in enumerate(entries):
+                read = entry.litellm_params.timeout or lim.read_timeout_s
+                # explicit per-token prices put litellm's cost calculator on its short path (profiled:
+                # without them it searches its model map ten times per response)
+                prices = {"input_cost_per_token": entry.model_info.input_cost_per_token,
+                          "output_cost_per_token": entry.model_info.output_cost_per_token}
+                kwargs = {"model": entry.litellm_params.model, "max_retries": 0,
+                          "timeout": httpx.Timeout(read, connect=lim.connect_timeout_s),
+                          **prices, **entry.litellm_params.call_kwargs()}
+                deployments.append(Deployment(name, i, kwargs, entry.model_info, direct_chat(kwargs)))
+        self.pool = DeploymentPool(deployments, up.balancing, up.cooldown_s, up.allowed_fails)
         self._memo = ParamMemo()
-        for name, kwargs in self._kwargs.items():
-            if (direct := direct_chat(kwargs)) is not None:
-                self._direct[name] = direct
 
-    def _attempts(self, order: list[str]) -> list[str]:
-        models = [m for m in order if m in self._kwargs][: 1 + self.limits.max_fallbacks]
-        return [m for m in models for _ in range(1 + self.limits.retries)]
+    def _attempts(self, order: list[str]) -> list[Deployment]:
+        models = [m for m in order if m in self.pool][: 1 + self.limits.max_fallbacks]
+        return self.pool.plan(models, 1 + self.limits.retries)
 
-    async def _call(self, kind: CallKind, model: str, body: dict[str, Any], stream: bool, trace: Attempt) -> Any:
+    async def _call(self, kind: CallKind, dep: Deployment, body: dict[str, Any], stream: bool, trace: Attempt) -> Any:
         headers = trace.headers()  # the attempt span's traceparent; none while tracing is off
-        if kind == "chat" and model in self._direct and body.get("web_search_options") is None:
-            d = self._direct[model]
+        if kind == "chat" and dep.direct is not None and body.get("web_search_options") is None:
+            d: DirectChat = dep.direct
             return await chat_openai(d, body["messages"], self._memo.map(d.model, upstream_params(body)), stream,
                                      headers)
-        kwargs = {**upstream_params(body), **self._kwargs[model]}  # configured arguments always win
+        kwargs = {**upstream_params(body), **dep.kwargs}  # configured arguments always win
         if headers:
             kwargs["extra_headers"] = {**(kwargs.get("extra_headers") or {}), **headers}
         if kind == "chat":
@@ -114,15 +119,18 @@ class Forwarder:
             return await litellm.atext_completion(prompt=body["prompt"], stream=stream, **kwargs)
         return await litellm.aembedding(input=body["input"], **kwargs)
 
-    def _fail(self, failures: list[Failure], exc: BaseException, model: str, trace: Attempt) -> Failure:
-        failure = classify(model, exc)
+    def _fail(self, failures: list[Failure], exc: BaseException, dep: Deployment, trace: Attempt) -> Failure:
+        failure = classify(dep.model, exc, dep.label)
         trace.failed(failure.kind, failure.message)
         failures.append(failure)
         if failure.client_error:  # the request's fault: not the upstream's, not the alert's business
+            self.pool.finished(dep, None)
             log.info("upstream refused the request: %s", failure.message)
         else:
-            metrics.UPSTREAM_ERRORS.labels(model, failure.kind).inc()
-            log.info("upstream attempt failed: %s (%s)", failure.message, failure.kind)
+            metrics.UPSTREAM_ERRORS.labels(dep.model, failure.kind).inc()
+            # the upstream's failure counts against the deployment (readiness, cooldown)
+            self.pool.finished(dep, None if failure.kind == "status_4xx" else False)
+            log.warning("upstream attempt failed: %s (%s)", failure.message, failure.kind)
         return failure
 
     @staticmethod
@@ -144,7 +152,7 @@ class Forwarder:
         return GatewayError(last.status, msg, code=error_code(last.kind), headers=headers or None)
 
     async def _first_success(self, kind: CallKind, body: dict[str, Any], order: list[str],
-                             attempt: Callable[[str, Attempt], Awaitable[Outcome]], attempt_s: float | None
+                             attempt: Callable[[Deployment, Attempt], Awaitable[Outcome]], attempt_s: float | None
                              ) -> Outcome:
         """The retry/fallback loop: ``attempt`` each model in turn until one succeeds.
 
@@ -158,22 +166,26 @@ class Forwarder:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.total_timeout_s
         attempts = self._attempts(order)
-        for number, model in enumerate(attempts, 1):
+        for number, dep in enumerate(attempts, 1):
             if failures and loop.time() >= deadline:
                 break
             until = deadline if attempt_s is None else min(deadline, loop.time() + attempt_s)
-            trace = self.tracing.attempt(kind, model, self._kwargs[model]["model"], number, model == attempts[0],
-                                         body, self._kwargs[model].get("api_base"))
+            trace = self.tracing.attempt(kind, dep.model, dep.kwargs["model"], number, dep.model == attempts[0].model,
+                                         body, dep.api_base)
+            self.pool.started(dep)
             try:
                 async with asyncio.timeout_at(until):
-                    outcome = await attempt(model, trace)
+                    outcome = await attempt(dep, trace)
             except asyncio.CancelledError:
+                self.pool.finished(dep, None)
                 trace.failed("cancelled", "the request was cancelled")
                 raise
             except Exception as exc:
-                if not self._fail(failures, exc, model, trace).retry:
+                if not self._fail(failures, exc, dep, trace).retry:
                     break
                 continue
+            self.pool.finished(dep, True)
+            outcome.deployment = dep
             outcome.trace = trace
             outcome.failures = failures
             outcome.upstream_s = time.perf_counter() - start
@@ -183,32 +195,32 @@ class Forwarder:
     async def complete(self, kind: CallKind, body: dict[str, Any], order: list[str]) -> Outcome:
         """Non-streaming call with retries and fallbacks; raises GatewayError when all fail."""
 
-        async def attempt(model: str, trace: Attempt) -> Outcome:
-            response = await self._call(kind, model, body, False, trace)
+        async def attempt(dep: Deployment, trace: Attempt) -> Outcome:
+            response = await self._call(kind, dep, body, False, trace)
             if response is None:  # litellm has returned None for some upstream statuses (e.g. 422)
-                raise APIError(502, "upstream returned no response", "openai", model)
+                raise APIError(502, "upstream returned no response", "openai", dep.model)
             trace.answered(response)
-            return Outcome(model, response=response)
+            return Outcome(dep.model, response=response)
 
         return await self._first_success(kind, body, order, attempt, None)
 
     async def open_stream(self, kind: CallKind, body: dict[str, Any], order: list[str]) -> Outcome:
         """Start a stream; fallbacks apply until a model's first chunk has arrived."""
 
-        async def attempt(model: str, trace: Attempt) -> Outcome:
+        async def attempt(dep: Deployment, trace: Attempt) -> Outcome:
             stream = None
             try:
-                stream = await self._call(kind, model, body, True, trace)
+                stream = await self._call(kind, dep, body, True, trace)
                 iterator = stream.__aiter__()
                 first = await iterator.__anext__()
             except StopAsyncIteration:  # an empty stream is an answer
                 trace.finish(None)
-                return Outcome(model)
+                return Outcome(dep.model)
             except BaseException:  # failed, timed out or cancelled: stop the upstream call
                 await close_stream(stream)
                 raise
             trace.answered(first, end=False)  # ends with the stream (gateway.proxy)
-            return Outcome(model, first=first, stream=iterator)
+            return Outcome(dep.model, first=first, stream=iterator)
 
         first_chunk_s = self.limits.connect_timeout_s + self.limits.read_timeout_s
         return await self._first_success(kind, body, order, attempt, first_chunk_s)

@@ -38,15 +38,16 @@ MEMO_SIZE = 1024
 _openai_chat: OpenAIChatCompletion | None = None
 
 
-def configure() -> None:
+def configure(drop_params: bool = True) -> None:
     """The litellm settings the gateway forwards under (idempotent).
 
-    No telemetry; parameters a provider does not take are dropped (``drop_params``) rather than
-    failing the call; no debug banners; litellm's per-call INFO line ("LiteLLM completion()
-    model=...") is one line per request of noise, so its logger starts at WARNING.
+    No telemetry; parameters a provider does not take are dropped (``drop_params``, the config's
+    ``upstreams.drop_params``) rather than failing the call; no debug banners; litellm's per-call
+    INFO line ("LiteLLM completion() model=...") is one line per request of noise, so its logger
+    starts at WARNING.
     """
     litellm.telemetry = False
-    litellm.drop_params = True
+    litellm.drop_params = drop_params
     litellm.suppress_debug_info = True
     logging.getLogger("LiteLLM").setLevel(logging.WARNING)
     installed = importlib.metadata.version("litellm")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -17,9 +18,11 @@ from . import explain, metrics
 from .errors import GatewayError
 from .failures import classify
 from .forward import CallKind, Outcome, close_stream
+from .knobs import Knobs, from_headers
 from .routing import Choice, check_task_id
 from .runtime import Runtime
 
+log = logging.getLogger("gateway.proxy")
 NONE = "none"  # served_model label when nothing answered
 CLIENT_CLOSED = 499  # status recorded when the client disconnects first (nginx's convention)
 
@@ -32,12 +35,18 @@ def task_id_of(request: Request, metadata: Any) -> str | None:
     return check_task_id(task_id)
 
 
-async def resolve(rt: Runtime, model: str, task_id: str | None, text: str) -> Choice:
+def knobs_of(rt: Runtime, request: Request, alias: str | None) -> Knobs:
+    """The alias's routing knobs with the request's ``x-router-*`` headers applied (400 if they cannot)."""
+    tr = rt.task_router
+    return from_headers(tr.knobs_of(alias), request.headers, rt.learned, tr.costs)
+
+
+async def resolve(rt: Runtime, request: Request, model: str, task_id: str | None, text: str) -> Choice:
     """An alias routes; a configured model passes through; anything else is a 404."""
     if model in rt.config.models_by_name:
         return rt.task_router.explicit(model)
     if model in rt.aliases:
-        return await rt.task_router.choose(task_id, text)
+        return await rt.task_router.choose(task_id, text, knobs_of(rt, request, model))
     raise GatewayError(404, f"model '{model}' is not configured; use an alias ({', '.join(rt.aliases)}) "
                        "or one of GET /v1/models", param="model", code="model_not_found")
 
@@ -97,9 +106,10 @@ def _usage(obj: dict[str, Any]) -> dict[str, int] | None:
     return usage if isinstance(usage, dict) else None
 
 
-def _cost(rt: Runtime, served: str, usage: dict[str, int] | None) -> float:
+def _cost(rt: Runtime, outcome: Outcome, usage: dict[str, int] | None) -> float:
+    """USD from the prices of the deployment that answered and the upstream's token usage."""
     usage = usage or {}
-    return rt.cost(served, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    return rt.cost(outcome, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
 
 async def handle(rt: Runtime, request: Request, kind: CallKind, model: str, metadata: Any, text: str,
@@ -109,7 +119,7 @@ async def handle(rt: Runtime, request: Request, kind: CallKind, model: str, meta
     choice: Choice | None = None
     try:
         task_id = task_id_of(request, metadata)
-        choice = await resolve(rt, model, task_id, text)
+        choice = await resolve(rt, request, model, task_id, text)
         if stream:
             outcome = await rt.forwarder.open_stream(kind, body, choice.order)
             return _stream_response(rt, kind, choice, outcome, measure)
@@ -125,9 +135,11 @@ async def handle(rt: Runtime, request: Request, kind: CallKind, model: str, meta
         raise
     data = outcome.response.model_dump()
     data["model"] = outcome.served
-    data["router"] = explain.router_object(choice, rt.learned.version, outcome)
+    if kind == "text":
+        data["id"] = completion_id(data.get("id"))
+    data["router"] = explain.router_object(choice, rt.learned.version, outcome, rt.task_router.details(choice))
     usage = _usage(data)
-    cost = _cost(rt, outcome.served, usage)
+    cost = _cost(rt, outcome, usage)
     headers = explain.headers(choice, rt.learned.version, outcome.served, cost, outcome)
     measure.finish(200, choice, outcome, usage, cost)
     return Response(json.dumps(data), media_type="application/json", headers=headers)
@@ -137,11 +149,20 @@ def _sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
+def completion_id(upstream_id: Any) -> str:
+    """A text completion's id as OpenAI writes it (``cmpl-``; litellm reuses its ``chatcmpl-`` ids)."""
+    text = str(upstream_id or "")
+    if text.startswith("chatcmpl-"):
+        return "cmpl-" + text[len("chatcmpl-"):]
+    return text if text.startswith("cmpl-") else f"cmpl-{text}"
+
+
 def _chunk(chunk: Any, kind: CallKind, served: str) -> dict[str, Any]:
     """A litellm stream chunk as the OpenAI wire shape, naming the model that answers."""
     data: dict[str, Any] = chunk.model_dump(exclude_none=True)
     data["model"] = served
     if kind == "text":  # litellm drops an empty final ``text``; the SDK's type requires a string
+        data["id"] = completion_id(data.get("id"))
         for c in data.get("choices") or ():
             c.setdefault("text", "")
     return data
@@ -159,7 +180,8 @@ def _stream_response(rt: Runtime, kind: CallKind, choice: Choice, outcome: Outco
         try:
             if outcome.first is not None:
                 first = _chunk(outcome.first, kind, served)
-                first["router"] = explain.router_object(choice, rt.learned.version, outcome)
+                first["router"] = explain.router_object(choice, rt.learned.version, outcome,
+                                                        rt.task_router.details(choice))
                 metrics.TIME_TO_FIRST_TOKEN.labels(served).observe(measure.first_byte())
                 yield _sse(first)
                 async for chunk in rt.forwarder.relay(outcome.stream, measure.start):
@@ -171,7 +193,8 @@ def _stream_response(rt: Runtime, kind: CallKind, choice: Choice, outcome: Outco
             status, broke = exc.status, "gateway_error"
             yield _sse(exc.body())
         except Exception as exc:  # mid-stream upstream failure or timeout, classified like any other
-            failure = classify(served, exc)
+            failure = classify(served, exc, outcome.deployment.label if outcome.deployment else None)
+            log.warning("upstream stream failed: %s (%s)", failure.message, failure.kind)
             metrics.UPSTREAM_ERRORS.labels(served, failure.kind).inc()
             status, broke = failure.status, failure.kind
             yield _sse(GatewayError(failure.status, f"stream interrupted: {failure.message}",
@@ -179,7 +202,7 @@ def _stream_response(rt: Runtime, kind: CallKind, choice: Choice, outcome: Outco
         finally:
             await close_stream(outcome.stream)
             outcome.trace.finish(usage, broke)
-            measure.finish(status, choice, outcome, usage, _cost(rt, served, usage) if usage else None)
+            measure.finish(status, choice, outcome, usage, _cost(rt, outcome, usage) if usage else None)
         yield b"data: [DONE]\n\n"
 
     async def on_close() -> None:  # also when the client left before the body started

@@ -4,6 +4,8 @@ The path for an alias with a task ID: a cached final decision is used as is (no 
 otherwise the prompt is embedded, folded into the task's shared sums, and router_core decides;
 at ``min_samples`` prompts the decision becomes final (first writer wins). Without a task ID, or
 while Redis is down and no decision is known locally, the prompt is routed on its own.
+Each request is decided under its knobs (:class:`gateway.knobs.Knobs`: the alias's, or the
+request's headers); the task's sums are shared by all knobs, its final decision is kept per knobs.
 All scoring is router_core's; this module only sequences the calls.
 """
 
@@ -24,6 +26,7 @@ from router_core.state import TaskAggregates
 from . import metrics
 from .config import RouterSettings
 from .errors import bad_request
+from .knobs import Knobs, check
 from .task_store import StoreUnavailable, TaskStore
 from .tracing import OFF, Span, Tracing
 
@@ -52,6 +55,7 @@ class Choice:
     decision: Decision
     source: Source
     task_id: str | None
+    knobs: Knobs | None = None  # what it was decided under (None: explicit, no routing)
 
     @property
     def order(self) -> list[str]:
@@ -69,6 +73,25 @@ class TaskState:
     decision: Decision | None  # None before the task's first prompt
 
 
+def configured_knobs(learned: Router, settings: RouterSettings, costs: np.ndarray | None
+                     ) -> tuple[Knobs, dict[str, Knobs]]:
+    """The router section's knobs and each alias's (its own where set, else the section's);
+    ValueError naming the config key whose knob cannot apply to ``learned``."""
+    try:
+        default = check(Knobs(settings.epsilon, settings.lam), learned, costs)
+    except ValueError as exc:
+        raise ValueError(f"router: {exc}") from None
+    aliases: dict[str, Knobs] = {}
+    for a in settings.aliases:
+        own = Knobs(default.epsilon if a.epsilon is None else a.epsilon,
+                    default.lam if a.lam is None else a.lam, a.method)
+        try:
+            aliases[a.name] = check(own, learned, costs)
+        except ValueError as exc:
+            raise ValueError(f"router.aliases ({a.name}): {exc}") from None
+    return default, aliases
+
+
 class TaskRouter:
     """The per-task router: router_core's learned :class:`Router`, the encoder and the task state store.
 
@@ -77,13 +100,34 @@ class TaskRouter:
 
     def __init__(self, learned: Router, encoder: Encoder, store: TaskStore, settings: RouterSettings,
                  costs: np.ndarray | None = None, tracing: Tracing = OFF) -> None:
+        """Raises ValueError when a configured knob cannot apply to ``learned`` (start-up error)."""
         self.learned = learned
         self.tracing = tracing
         self.encoder = encoder
         self.store = store
         self.settings = settings
-        # the cost knobs router_core decides under (config prices override the artifact's)
-        self.knobs: dict[str, Any] = {"epsilon": settings.epsilon, "lam": settings.lam, "costs": costs}
+        self.costs = costs  # config prices (override the artifact's); None: the artifact's or model size
+        learned.use_method(settings.method)  # router.method overrides the artifact's
+        self.default, self.aliases = configured_knobs(learned, settings, costs)
+
+    def details(self, choice: Choice) -> dict[str, Any]:
+        """The knobs a routed choice was made under and what the pick costs (``router`` object fields):
+        ``routing_method``, ``epsilon``/``lambda`` where set, ``cost_unit`` and ``chosen_cost``."""
+        if choice.knobs is None:
+            return {}
+        out = choice.knobs.describe(self.learned, self.costs)
+        costs = self.learned.effective_costs(self.costs)
+        if costs is not None and choice.decision.model in self.learned.models:
+            out["chosen_cost"] = round(float(costs[self.learned.models.index(choice.decision.model)]), 8)
+        return out
+
+    def knobs_of(self, alias: str | None) -> Knobs:
+        return self.aliases.get(alias or "", self.default)
+
+    @property
+    def variants(self) -> list[str]:
+        """The configured aliases' final-decision variants (what DELETE of a task also removes)."""
+        return sorted({k.variant(self.default) for k in self.aliases.values()} - {""})
 
     def explicit(self, model: str) -> Choice:
         return Choice(Decision(model=model, method="explicit", models=[model], ranking=[model]), "explicit", None)
@@ -102,83 +146,89 @@ class TaskRouter:
         loop keeps serving."""
         return await asyncio.to_thread(self._predict, text, labelled, save)
 
-    def instance(self, g: np.ndarray, task_id: str | None) -> Choice:
+    def instance(self, g: np.ndarray, task_id: str | None, knobs: Knobs | None = None) -> Choice:
         """A prompt routed on its own: per-prompt argmax, or the best model on average if configured."""
+        knobs = knobs or self.default
         if self.settings.no_task == "bma" and task_id is None:
             r = self.learned
             others = [r.models[i] for i in np.argsort(-np.nan_to_num(r.train_mean), kind="stable") if i != r.bma]
             return Choice(Decision(model=r.bma_model, method="BMA", models=r.models,
-                                   ranking=[r.bma_model, *others]), "instance", None)
-        return Choice(self.learned.decide_instance(g[0], **self.knobs), "instance", task_id)
+                                   ranking=[r.bma_model, *others]), "instance", None, knobs)
+        return Choice(self.learned.decide_instance(g[0], **knobs.instance_kwargs(self.costs)), "instance",
+                      task_id, knobs)
 
-    async def choose(self, task_id: str | None, text: str) -> Choice:
-        """Route one prompt, updating the task's shared state (traced as the ``route`` span)."""
+    async def choose(self, task_id: str | None, text: str, knobs: Knobs | None = None) -> Choice:
+        """Route one prompt under ``knobs`` (default: the router section's), updating the task's shared
+        state (traced as the ``route`` span)."""
         with self.tracing.span("route") as span:
-            choice = await self._choose(task_id, text)
+            choice = await self._choose(task_id, text, knobs or self.default)
             _record(span, choice)
             return choice
 
-    async def _choose(self, task_id: str | None, text: str) -> Choice:
+    async def _choose(self, task_id: str | None, text: str, knobs: Knobs) -> Choice:
+        variant = knobs.variant(self.default)
         if task_id is None:
             g = (await self.predict(text)).g
-            return self.instance(g, None)
+            return self.instance(g, None, knobs)
         try:
             with self.tracing.span("redis.final"):
-                final = await self.store.final(task_id)
+                final = await self.store.final(task_id, variant)
             metrics.DECISION_CACHE.labels("hit" if final else "miss").inc()
             if final is not None:
-                return Choice(final, "cached", task_id)
+                return Choice(final, "cached", task_id, knobs)
             labelled = await self.store.labelled(task_id)
             obs = await self.predict(text, labelled)
             with self.tracing.span("redis.fold"):
-                folded = await self.store.fold(task_id, obs.aggregates())
+                folded = await self.store.fold(task_id, obs.aggregates(), variant)
             if folded.final is not None:  # another process finalised it meanwhile
-                return Choice(folded.final, "cached", task_id)
+                return Choice(folded.final, "cached", task_id, knobs)
             assert folded.aggregates is not None  # a fold returns sums or the final decision
-            return await self._decide(task_id, folded.aggregates, commit=True)
+            return await self._decide(task_id, folded.aggregates, knobs, commit=True)
         except StoreUnavailable:
-            return await self._fail_open(task_id, text)
+            return await self._fail_open(task_id, text, knobs)
 
-    async def _fail_open(self, task_id: str, text: str, save: bool = True) -> Choice:
+    async def _fail_open(self, task_id: str, text: str, knobs: Knobs, save: bool = True) -> Choice:
         """Redis is down: a decision this process has seen, else the prompt on its own."""
-        local = self.store.local_final(task_id)
+        local = self.store.local_final(task_id, knobs.variant(self.default))
         if local is not None:
-            return Choice(local, "cached", task_id)
+            return Choice(local, "cached", task_id, knobs)
         g = (await self.predict(text, save=save)).g
-        return self.instance(g, task_id)
+        return self.instance(g, task_id, knobs)
 
-    async def _decide(self, task_id: str, agg: TaskAggregates, commit: bool) -> Choice:
+    async def _decide(self, task_id: str, agg: TaskAggregates, knobs: Knobs, commit: bool) -> Choice:
         with self.tracing.span("decide"):
-            decision = self.learned.decide(agg, **self.knobs)
+            decision = self.learned.decide(agg, **knobs.decide_kwargs(self.costs))
         if agg.n < self.settings.min_samples:
-            return Choice(decision, "provisional", task_id)
+            return Choice(decision, "provisional", task_id, knobs)
         if not commit:
-            return Choice(decision, "final", task_id)
+            return Choice(decision, "final", task_id, knobs)
         with self.tracing.span("redis.set_final"):
-            winner, ours = await self.store.set_final(task_id, decision)
+            winner, ours = await self.store.set_final(task_id, decision, knobs.variant(self.default))
         if winner is None:  # neither stored nor read back: the pick stands, but nothing made it final
-            return Choice(decision, "provisional", task_id)
-        return Choice(winner, "final" if ours else "cached", task_id)
+            return Choice(decision, "provisional", task_id, knobs)
+        return Choice(winner, "final" if ours else "cached", task_id, knobs)
 
-    async def dry_run(self, task_id: str | None, text: str) -> Choice:
+    async def dry_run(self, task_id: str | None, text: str, knobs: Knobs | None = None) -> Choice:
         """What :meth:`choose` would pick for this prompt now, without changing any state (the
         embedding cache included)."""
+        knobs = knobs or self.default
         if task_id is None:
             g = (await self.predict(text, save=False)).g
-            return self.instance(g, None)
+            return self.instance(g, None, knobs)
         try:
-            final, agg, labelled = await self.store.peek(task_id)
+            final, agg, labelled = await self.store.peek(task_id, knobs.variant(self.default))
         except StoreUnavailable:
-            return await self._fail_open(task_id, text, save=False)
+            return await self._fail_open(task_id, text, knobs, save=False)
         if final is not None:
-            return Choice(final, "cached", task_id)
+            return Choice(final, "cached", task_id, knobs)
         obs = await self.predict(text, labelled, save=False)
-        return await self._decide(task_id, agg.merge(obs.aggregates()), commit=False)
+        return await self._decide(task_id, agg.merge(obs.aggregates()), knobs, commit=False)
 
-    async def task_state(self, task_id: str) -> TaskState:
+    async def task_state(self, task_id: str, knobs: Knobs | None = None) -> TaskState:
         """The task's sums and decision, without changing any state (raises StoreUnavailable)."""
-        final, agg, labelled = await self.store.peek(task_id)
-        decision = final or (self.learned.decide(agg, **self.knobs) if agg.n else None)
+        knobs = knobs or self.default
+        final, agg, labelled = await self.store.peek(task_id, knobs.variant(self.default))
+        decision = final or (self.learned.decide(agg, **knobs.decide_kwargs(self.costs)) if agg.n else None)
         return TaskState(agg, labelled, final is not None, decision)
 
     async def add_samples(self, task_id: str, texts: list[str], labels: list[dict[str, float] | None]
@@ -197,9 +247,9 @@ class TaskRouter:
         obs = await asyncio.to_thread(self.learned.observe, vecs, pool)
         folded = await self.store.fold(task_id, obs.aggregates())
         if folded.final is not None:
-            return Choice(folded.final, "cached", task_id), len(texts), kept
+            return Choice(folded.final, "cached", task_id, self.default), len(texts), kept
         assert folded.aggregates is not None  # a fold returns sums or the final decision
-        choice = await self._decide(task_id, folded.aggregates, commit=True)
+        choice = await self._decide(task_id, folded.aggregates, self.default, commit=True)
         return choice, len(texts), kept
 
 

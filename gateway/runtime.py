@@ -10,7 +10,7 @@ from starlette.requests import Request
 from router_core.router import Router
 
 from .config import GatewayConfig
-from .forward import Forwarder
+from .forward import Forwarder, Outcome
 from .routing import TaskRouter
 from .task_store import TaskStore
 from .tracing import OFF, Tracing
@@ -27,14 +27,18 @@ class Runtime:
 
     @property
     def aliases(self) -> list[str]:
-        return self.config.router.aliases
+        return self.config.router.alias_names
 
     def __post_init__(self) -> None:
         #: every name a request may use as ``model`` (the bounded ``requested`` label set)
         self.known_names = frozenset([*self.aliases, *self.config.models_by_name])
 
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        return self.config.models_by_name[model].model_info.cost(prompt_tokens, completion_tokens)
+    def cost(self, outcome: Outcome, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for an answer: the prices of the deployment that gave it (else its model's first entry)."""
+        dep = outcome.deployment
+        info = dep.prices if dep is not None and dep.prices is not None else \
+            self.config.models_by_name[outcome.served].model_info
+        return float(info.cost(prompt_tokens, completion_tokens))
 
 
 def config_costs(config: GatewayConfig, models: list[str]) -> np.ndarray | None:

@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .app import CONFIG_ENV, REDIS_URL_ENV, check_models, create_app
+from .app import CONFIG_ENV, REDIS_URL_ENV, create_app, load_checked
 from .config import load_config
 from .redis_embedded import EmbeddedRedis
 
@@ -27,11 +27,13 @@ def run(config_path: Path, host: str, port: int, workers: int, log_level: str = 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(config_path)  # fails here, naming the field, before anything starts
+    for warning in config.warnings:  # a LiteLLM Proxy file's settings this gateway does not apply
+        logging.getLogger("gateway").warning("config %s: %s", config_path, warning)
     # the model check runs once per process that builds an app (create_app); with workers the
     # parent builds none, so it checks here, before anything starts
     app = create_app(config) if workers == 1 else None
     if app is None:
-        check_models(config)
+        load_checked(config)
     embedded = None
     if config.redis.url is None and not os.environ.get(REDIS_URL_ENV):
         embedded = EmbeddedRedis(config.redis.state_dir).start()

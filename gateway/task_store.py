@@ -84,6 +84,7 @@ class TaskStateLayout:
 
         <prefix>:{<task>}:<version>:agg     hash of the running sums          (TTL)
         <prefix>:{<task>}:<version>:final   JSON {version, decision, at}      (TTL)
+        <prefix>:{<task>}:<version>:final:<variant>   the same, for other knobs (TTL)
         <prefix>:{<task>}:samples           list of labelled samples (JSON)   (TTL)
 
     The hash's fields are named as :class:`router_core.state.TaskAggregates` names the sums:
@@ -91,17 +92,22 @@ class TaskStateLayout:
     absent while 0) and ``sum_pl:<i>`` (only when the router keeps the local p estimate).
     :meth:`fold_args` builds the fold script's arguments from a :class:`TaskAggregates`,
     :meth:`aggregates` reads the hash back into one.
+
+    The sums are the task's whatever the routing knobs; a final decision is per set of knobs
+    (``variant``: '' for the ``router`` section's, e.g. ``e0.05`` for an alias with a cost floor,
+    see :class:`gateway.knobs.Knobs`).
     """
 
     prefix: str
     version: str
     n_models: int
 
-    def key(self, task: str, name: str) -> str:
-        """``agg``, ``final`` or ``samples`` of ``task``."""
+    def key(self, task: str, name: str, variant: str = "") -> str:
+        """``agg``, ``final`` (of ``variant``) or ``samples`` of ``task``."""
         if name == "samples":
             return f"{self.prefix}:{{{task}}}:samples"
-        return f"{self.prefix}:{{{task}}}:{self.version}:{name}"
+        suffix = f":{variant}" if variant and name == "final" else ""
+        return f"{self.prefix}:{{{task}}}:{self.version}:{name}{suffix}"
 
     def fold_args(self, ttl_s: int, delta: TaskAggregates) -> list[Any]:
         """The fold script's ARGV: the TTL, then one (op, field, amount) triple per increment."""
@@ -165,25 +171,26 @@ class TaskStore(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def final(self, task: str) -> Decision | None:
-        """The task's final decision, if one was stored."""
+    async def final(self, task: str, variant: str = "") -> Decision | None:
+        """The task's final decision (for the knobs ``variant`` names), if one was stored."""
         ...
 
-    def local_final(self, task: str) -> Decision | None:
+    def local_final(self, task: str, variant: str = "") -> Decision | None:
         """A final decision this process has seen (no I/O; used while failing open)."""
         ...
 
-    async def peek(self, task: str) -> tuple[Decision | None, TaskAggregates, LabelledSamples | None]:
+    async def peek(self, task: str, variant: str = "") -> tuple[Decision | None, TaskAggregates,
+                                                                LabelledSamples | None]:
         """The final decision (if any), the current sums and the labelled samples, unchanged."""
         ...
 
     async def labelled(self, task: str) -> LabelledSamples | None: ...
 
-    async def fold(self, task: str, delta: TaskAggregates) -> FoldResult:
-        """Add ``delta`` to the task's sums unless a decision is final (then return that)."""
+    async def fold(self, task: str, delta: TaskAggregates, variant: str = "") -> FoldResult:
+        """Add ``delta`` to the task's sums unless the variant's decision is final (then return that)."""
         ...
 
-    async def set_final(self, task: str, decision: Decision) -> tuple[Decision | None, bool]:
+    async def set_final(self, task: str, decision: Decision, variant: str = "") -> tuple[Decision | None, bool]:
         """Store ``decision`` as final unless another process did first.
 
         Returns (the stored decision, whether it is ``decision``); (None, False) when neither
@@ -195,8 +202,8 @@ class TaskStore(Protocol):
         """Append labelled samples (capped, newest kept); returns how many the task has."""
         ...
 
-    async def reset(self, task: str) -> int:
-        """Forget the task; returns how many keys went."""
+    async def reset(self, task: str, variants: list[str] | None = None) -> int:
+        """Forget the task (its final decisions of ``variants`` too); returns how many keys went."""
         ...
 
     async def close(self) -> None: ...
@@ -235,8 +242,8 @@ class RedisTaskStore:
                                              decode_responses=True, health_check_interval=30)
         return cls(client, settings, version, models, ttl_s, max_samples, pending_ttl_s)
 
-    def key(self, task: str, name: str) -> str:
-        return self.layout.key(task, name)
+    def key(self, task: str, name: str, variant: str = "") -> str:
+        return self.layout.key(task, name, variant)
 
     # -- failure handling -----------------------------------------------------------------
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
@@ -273,23 +280,24 @@ class RedisTaskStore:
         except Exception as exc:  # best effort: the connections are being dropped anyway
             log.debug("dropping redis connections: %s", exc)
 
-    def remember(self, task: str, decision: Decision) -> None:
-        self._lru[task] = decision
-        self._lru.move_to_end(task)
+    def remember(self, task: str, decision: Decision, variant: str = "") -> None:
+        key = f"{task}|{variant}"
+        self._lru[key] = decision
+        self._lru.move_to_end(key)
         while len(self._lru) > self.settings.local_cache_size:
             self._lru.popitem(last=False)
 
-    def local_final(self, task: str) -> Decision | None:
-        return self._lru.get(task)
+    def local_final(self, task: str, variant: str = "") -> Decision | None:
+        return self._lru.get(f"{task}|{variant}")
 
-    def _decode_final(self, task: str, raw: str | bytes | None) -> Decision | None:
+    def _decode_final(self, task: str, raw: str | bytes | None, variant: str = "") -> Decision | None:
         if raw is None:
             return None
         rec = json.loads(raw)
         if rec.get("version") != self.version:
             return None
         decision = Decision.from_dict(rec["decision"])
-        self.remember(task, decision)
+        self.remember(task, decision, variant)
         return decision
 
     # -- operations -----------------------------------------------------------------------
@@ -299,44 +307,45 @@ class RedisTaskStore:
         except StoreUnavailable:
             return False
 
-    async def final(self, task: str) -> Decision | None:
-        raw = await self._call("get_final", lambda: self.client.get(self.key(task, "final")))
-        return self._decode_final(task, raw)
+    async def final(self, task: str, variant: str = "") -> Decision | None:
+        raw = await self._call("get_final", lambda: self.client.get(self.key(task, "final", variant)))
+        return self._decode_final(task, raw, variant)
 
-    async def peek(self, task: str) -> tuple[Decision | None, TaskAggregates, LabelledSamples | None]:
+    async def peek(self, task: str, variant: str = "") -> tuple[Decision | None, TaskAggregates,
+                                                                LabelledSamples | None]:
         """The final decision (if any), the current sums and the labelled samples: one round trip."""
         async def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
-            pipe.get(self.key(task, "final"))
+            pipe.get(self.key(task, "final", variant))
             pipe.hgetall(self.key(task, "agg"))
             pipe.lrange(self.key(task, "samples"), 0, -1)
             return await pipe.execute()
 
         raw_final, fields, samples = await self._call("peek", run)
-        return (self._decode_final(task, raw_final), self.layout.aggregates(fields),
+        return (self._decode_final(task, raw_final, variant), self.layout.aggregates(fields),
                 decode_samples(samples, self.models))
 
     async def labelled(self, task: str) -> LabelledSamples | None:
         raw = await self._call("samples", lambda: self.client.lrange(self.key(task, "samples"), 0, -1))
         return decode_samples(raw, self.models)
 
-    async def fold(self, task: str, delta: TaskAggregates) -> FoldResult:
-        """Add ``delta`` (one prompt or a batch) to the task's sums, unless a decision is final."""
+    async def fold(self, task: str, delta: TaskAggregates, variant: str = "") -> FoldResult:
+        """Add ``delta`` (one prompt or a batch) to the task's sums, unless the variant's decision is final."""
         args = self.layout.fold_args(self.pending_ttl_s, delta)
-        kind, payload = await self._call(
-            "fold", lambda: self._fold(keys=[self.key(task, "agg"), self.key(task, "final")], args=args))
+        keys = [self.key(task, "agg"), self.key(task, "final", variant)]
+        kind, payload = await self._call("fold", lambda: self._fold(keys=keys, args=args))
         if _s(kind) == "final":
-            return FoldResult(None, self._decode_final(task, _s(payload)))
+            return FoldResult(None, self._decode_final(task, _s(payload), variant))
         return FoldResult(self.layout.aggregates(_pairs(payload)), None)
 
-    async def set_final(self, task: str, decision: Decision) -> tuple[Decision | None, bool]:
+    async def set_final(self, task: str, decision: Decision, variant: str = "") -> tuple[Decision | None, bool]:
         """Store ``decision`` as final unless another process did first; returns (winner, ours).
 
         When ``SET NX`` loses and the read-back finds nothing (the winner expired or was deleted
         in between) the write is tried again; (None, False) if that never settles.
         """
         raw = json.dumps({"version": self.version, "decision": decision.to_dict(), "at": time.time()})
-        key = self.key(task, "final")
+        key = self.key(task, "final", variant)
 
         async def run() -> tuple[bool, str | bytes | None]:
             for _ in range(3):
@@ -350,9 +359,9 @@ class RedisTaskStore:
 
         ours, existing = await self._call("set_final", run)
         if ours:
-            self.remember(task, decision)
+            self.remember(task, decision, variant)
             return decision, True
-        return self._decode_final(task, existing), False
+        return self._decode_final(task, existing, variant), False
 
     async def add_samples(self, task: str, vectors: np.ndarray, labels: list[dict[str, float]]) -> int:
         """Append labelled samples (capped, newest kept); returns how many the task has."""
@@ -361,10 +370,13 @@ class RedisTaskStore:
         return int(await self._call("add_samples", lambda: self._add_samples(keys=[self.key(task, "samples")],
                                                                             args=args)))
 
-    async def reset(self, task: str) -> int:
-        """Forget the task (its sums, decision and samples); returns how many keys went."""
-        self._lru.pop(task, None)
-        keys = [self.key(task, n) for n in ("agg", "final", "samples")]
+    async def reset(self, task: str, variants: list[str] | None = None) -> int:
+        """Forget the task (its sums, samples and final decisions: the default's and those of
+        ``variants``); returns how many keys went."""
+        names = ["", *(variants or [])]
+        for v in names:
+            self._lru.pop(f"{task}|{v}", None)
+        keys = [self.key(task, "agg"), self.key(task, "samples"), *(self.key(task, "final", v) for v in names)]
         return int(await self._call("reset", lambda: self.client.delete(*keys)))
 
     async def close(self) -> None:

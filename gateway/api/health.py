@@ -16,7 +16,8 @@ async def liveness() -> Response:
     return JSONResponse({"status": "alive"})
 
 
-@router.get("/health/readiness", summary="Router loaded; Redis reachable, or failing open (said in the body)")
+@router.get("/health/readiness", summary="Router loaded; Redis reachable, or failing open; upstreams that "
+                                         "failed every recent attempt (all said in the body, status 200)")
 async def readiness(rt: Runtime = Depends(get_runtime)) -> Response:
     redis_ok = await rt.store.ping()
     body = {"status": "ready", "router": {"artifact": rt.learned.version, "models": len(rt.learned.models)},
@@ -25,6 +26,10 @@ async def readiness(rt: Runtime = Depends(get_runtime)) -> Response:
     if not redis_ok:
         body["detail"] = (f"Redis unreachable ({rt.store.last_error}); serving with in-process decisions "
                           "and per-instance routing until it is back")
+    # upstreams whose every recent attempt failed: reported, not failing the probe (the gateway
+    # still serves through fallbacks and the other deployments)
+    degraded = rt.forwarder.pool.degraded()
+    body["upstreams"] = {"status": "degraded" if degraded else "ok", "degraded": degraded}
     return JSONResponse(body)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import GatewayError, bad_request
 from ..explain import router_object
-from ..proxy import task_id_of
+from ..proxy import knobs_of, task_id_of
 from ..routing import check_task_id
 from ..runtime import Runtime, get_runtime
 from ..task_store import StoreUnavailable
@@ -27,25 +29,44 @@ def _task(task_id: str) -> str:
     return checked
 
 
+def _by_model(models: list[str], values: Any) -> dict[str, float] | None:
+    return None if values is None else {m: round(float(v), 6) for m, v in zip(models, values)}
+
+
 @router.get("/tasks/{task_id}", summary="A task's running sums, its decision (final or provisional) and samples")
-async def get_task(task_id: str, rt: Runtime = Depends(get_runtime)) -> Response:
+async def get_task(task_id: str, request: Request, model: str | None = None,
+                   rt: Runtime = Depends(get_runtime)) -> Response:
+    """``?model=<alias>`` (and ``x-router-*`` headers) show the decision under that alias's knobs."""
     task_id = _task(task_id)
+    if model is not None and model not in rt.aliases:
+        raise GatewayError(404, f"'{model}' is not an alias ({', '.join(rt.aliases)})", param="model",
+                           code="model_not_found")
+    knobs = knobs_of(rt, request, model)
     try:
-        state = await rt.task_router.task_state(task_id)
+        state = await rt.task_router.task_state(task_id, knobs)
     except StoreUnavailable as exc:
         raise _unavailable(exc) from None
     agg = state.aggregates
+    if agg.n == 0 and not state.final and not state.labelled:
+        raise GatewayError(404, f"task '{task_id}' is not known: no prompt or sample was routed for it "
+                           f"under artifact {rt.learned.version}", param="task_id", code="task_not_found")
+    models = list(rt.learned.models)
+    aggregates = {"n": agg.n, "sum_u": agg.sum_u, "sum_g": _by_model(models, agg.sum_g),
+                  "sum_gbar": _by_model(models, agg.sum_gbar)}
+    if agg.sum_pl is not None:
+        aggregates["sum_pl"] = _by_model(models, agg.sum_pl)
     return JSONResponse({
         "task_id": task_id, "artifact": rt.learned.version, "min_samples": rt.config.router.min_samples,
         "n": agg.n, "final": state.final, "labelled_samples": len(state.labelled) if state.labelled else 0,
-        "aggregates": agg.to_dict(), "decision": state.decision.to_dict() if state.decision else None})
+        "knobs": knobs.describe(rt.learned, rt.task_router.costs),
+        "aggregates": aggregates, "decision": state.decision.to_dict() if state.decision else None})
 
 
 @router.delete("/tasks/{task_id}", summary="Forget a task (its sums, decision and samples)")
 async def delete_task(task_id: str, rt: Runtime = Depends(get_runtime)) -> Response:
     task_id = _task(task_id)
     try:
-        deleted = await rt.store.reset(task_id)
+        deleted = await rt.store.reset(task_id, rt.task_router.variants)
     except StoreUnavailable as exc:
         raise _unavailable(exc) from None
     return JSONResponse({"task_id": task_id, "deleted": deleted > 0})
@@ -68,7 +89,8 @@ async def add_samples(task_id: str, body: SamplesRequest, rt: Runtime = Depends(
     except StoreUnavailable as exc:
         raise _unavailable(exc) from None
     return JSONResponse({"task_id": task_id, "folded": folded, "labelled_samples": kept,
-                         "router": router_object(choice, rt.learned.version) if choice else None})
+                         "router": router_object(choice, rt.learned.version, None, rt.task_router.details(choice))
+                         if choice else None})
 
 
 @router.post("/route", summary="Dry run: the model a request would be routed to and why (no upstream call)")
@@ -81,7 +103,12 @@ async def route(body: RouteRequest, request: Request, rt: Runtime = Depends(get_
     else:
         raise bad_request("give 'messages' or 'prompt'", param="messages", code="missing_field")
     task_id = check_task_id(body.task_id) if body.task_id else task_id_of(request, body.metadata)
-    choice = await rt.task_router.dry_run(task_id, text)
-    return JSONResponse({"model": choice.decision.model, "router": router_object(choice, rt.learned.version),
+    alias = getattr(body, "model", None)
+    if alias is not None and alias not in rt.aliases:
+        raise GatewayError(404, f"'{alias}' is not an alias ({', '.join(rt.aliases)})", param="model",
+                           code="model_not_found")
+    choice = await rt.task_router.dry_run(task_id, text, knobs_of(rt, request, alias))
+    return JSONResponse({"model": choice.decision.model,
+                         "router": router_object(choice, rt.learned.version, None, rt.task_router.details(choice)),
                          "decision": choice.decision.to_dict()})
 

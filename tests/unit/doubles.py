@@ -83,36 +83,39 @@ class MemoryTaskStore:
     async def ping(self) -> bool:
         return not self.down
 
-    async def final(self, task: str) -> Decision | None:
+    async def final(self, task: str, variant: str = "") -> Decision | None:
         self._check()
-        return self.finals.get(task)
+        return self.finals.get(f"{task}|{variant}")
 
-    def local_final(self, task: str) -> Decision | None:
-        return self.local.get(task)
+    def local_final(self, task: str, variant: str = "") -> Decision | None:
+        return self.local.get(f"{task}|{variant}")
 
-    async def peek(self, task: str) -> tuple[Decision | None, TaskAggregates, LabelledSamples | None]:
+    async def peek(self, task: str, variant: str = "") -> tuple[Decision | None, TaskAggregates,
+                                                                LabelledSamples | None]:
         self._check()
-        return self.finals.get(task), self.sums.get(task, TaskAggregates.empty(self.n_models)), self.samples.get(task)
+        return (self.finals.get(f"{task}|{variant}"), self.sums.get(task, TaskAggregates.empty(self.n_models)),
+                self.samples.get(task))
 
     async def labelled(self, task: str) -> LabelledSamples | None:
         self._check()
         return self.samples.get(task)
 
-    async def fold(self, task: str, delta: TaskAggregates) -> FoldResult:
+    async def fold(self, task: str, delta: TaskAggregates, variant: str = "") -> FoldResult:
         self._check()
-        if task in self.finals:
-            return FoldResult(None, self.finals[task])
+        if f"{task}|{variant}" in self.finals:
+            return FoldResult(None, self.finals[f"{task}|{variant}"])
         empty = TaskAggregates.empty(self.n_models, delta.sum_pl is not None)
         self.sums[task] = self.sums.get(task, empty).merge(delta)
         return FoldResult(self.sums[task], None)
 
-    async def set_final(self, task: str, decision: Decision) -> tuple[Decision | None, bool]:
+    async def set_final(self, task: str, decision: Decision, variant: str = "") -> tuple[Decision | None, bool]:
         self._check()
         if self.lose_final_writes:
             return None, False
-        if task in self.finals:
-            return self.finals[task], False
-        self.finals[task] = self.local[task] = decision
+        key = f"{task}|{variant}"
+        if key in self.finals:
+            return self.finals[key], False
+        self.finals[key] = self.local[key] = decision
         return decision, True
 
     async def add_samples(self, task: str, vectors: np.ndarray, labels: list[dict[str, float]]) -> int:
@@ -127,11 +130,15 @@ class MemoryTaskStore:
         self.samples[task] = LabelledSamples(np.asarray(vecs, dtype=np.float32), labs)
         return len(self.samples[task])
 
-    async def reset(self, task: str) -> int:
+    async def reset(self, task: str, variants: list[str] | None = None) -> int:
         self._check()
-        gone = sum(task in d for d in (self.sums, self.finals, self.samples))
-        for d in (self.sums, self.finals, self.samples, self.local):
+        finals = [k for k in self.finals if k.split("|")[0] == task and k.split("|")[1] in ["", *(variants or [])]]
+        gone = sum(task in d for d in (self.sums, self.samples)) + len(finals)
+        for d in (self.sums, self.samples):
             d.pop(task, None)  # type: ignore[attr-defined]
+        for k in finals:
+            self.finals.pop(k, None)
+            self.local.pop(k, None)
         return gone
 
     async def close(self) -> None:

@@ -17,7 +17,8 @@ def test_a_fallback_is_explained_in_headers_and_body():
     choice = Choice(DECISION, "final", "t1")
     h = headers(choice, "v1", "b", 0.25, outcome)
     assert h == {"x-router-model": "b", "x-router-decision": "final", "x-router-artifact": "v1",
-                 "x-router-task-id": "t1", "x-router-cost-usd": "0.25000000", "x-router-attempted": "a"}
+                 "x-router-method": "S3", "x-router-task-id": "t1", "x-router-cost-usd": "0.25000000",
+                 "x-router-attempted": "a"}
     body = router_object(choice, "v1", outcome)
     assert body["chosen_model"] == "a" and body["served_model"] == "b" and body["method"] == "S3"
     assert body["attempted"] == [{"model": "a", "error": "timeout"}]

@@ -25,7 +25,7 @@ async def test_a_task_goes_provisional_then_final_then_cached(learned, encoder, 
     assert sources == ["provisional"] * (MIN_SAMPLES - 1) + ["final", "cached"]
     # the final decision is router_core's own for the same prompts
     offline = learned.decide(learned.aggregate(encoder.encode(texts[:MIN_SAMPLES])))
-    final = store.finals["t1"]
+    final = store.finals["t1|"]
     assert (final.model, final.method, final.s3) == (offline.model, offline.method, offline.s3)
     assert store.sums["t1"].n == MIN_SAMPLES  # a cached decision folds nothing more
 
@@ -36,7 +36,7 @@ async def test_a_cached_decision_needs_no_embedding(learned, encoder, store):
         await tr.choose("t2", t)
     calls = encoder.calls
     choice = await tr.choose("t2", "code question never seen")
-    assert choice.source == "cached" and choice.decision == store.finals["t2"] and encoder.calls == calls
+    assert choice.source == "cached" and choice.decision == store.finals["t2|"] and encoder.calls == calls
 
 
 async def test_without_a_task_the_prompt_is_routed_alone(learned, encoder, store):
@@ -54,7 +54,7 @@ async def test_redis_down_fails_open_to_known_decisions_then_instance(learned, e
         await tr.choose("known", t)
     store.down = True
     known = await tr.choose("known", "anything")
-    assert (known.source, known.decision) == ("cached", store.finals["known"])
+    assert (known.source, known.decision) == ("cached", store.finals["known|"])
     other = await tr.choose("unknown", "math question number 1")
     assert other.source == "instance" and other.task_id == "unknown"
 
@@ -63,7 +63,7 @@ async def test_a_lost_final_write_is_not_reported_final(learned, encoder, store)
     store.lose_final_writes = True
     tr = make(learned, encoder, store)
     sources = [(await tr.choose("t3", t)).source for t in prompts("math", MIN_SAMPLES)]
-    assert sources[-1] == "provisional" and "t3" not in store.finals
+    assert sources[-1] == "provisional" and "t3|" not in store.finals
 
 
 async def test_dry_run_and_task_state_change_nothing(learned, encoder, store):

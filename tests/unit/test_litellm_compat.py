@@ -49,3 +49,34 @@ def test_the_gateways_own_sections_win_and_unknown_strategies_fall_back_to_shuff
     assert any("limits.retries also sets" in w for w in warnings)
     assert any("'latency-based-routing' is not implemented" in w for w in warnings)
     assert raw["limits"] == {"retries": 0}  # the input is not changed
+
+
+def test_a_litellm_proxy_config_loads_once_a_router_section_is_added(tmp_path, monkeypatch):
+    from gateway.config import load_config
+
+    for var in ("AZURE_API_KEY_EU", "AZURE_API_KEY_CA", "OPENAI_API_KEY"):
+        monkeypatch.setenv(var, f"sk-{var.lower()}")
+    path = tmp_path / "config.yaml"
+    path.write_text(EXAMPLE.read_text() + "\nrouter:\n  artifact: routers/rb\n")
+    cfg = load_config(path)
+    assert [e.litellm_params.api_base for e in cfg.deployments_by_name["gpt-4o"]] == [
+        "https://my-endpoint-europe-berri-992.openai.azure.com/", "https://my-endpoint-canada-berri992.openai.azure.com/"]
+    assert cfg.auth.api_keys == ["sk-1234"] and cfg.limits.retries == 2 and cfg.upstreams.balancing == "least-busy"
+    assert "rpm" not in cfg.deployments_by_name["gpt-4o"][0].litellm_params.call_kwargs()
+    assert cfg.deployments_by_name["gpt-3.5-turbo"][0].litellm_params.call_kwargs()["temperature"] == 0.2
+    assert any("router_settings.model_group_alias" in w for w in cfg.warnings)
+
+
+def test_a_typo_in_litellm_params_stops_start_up_naming_it(tmp_path):
+    from gateway.config import ConfigError, load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "model_list": [{"model_name": "a", "litellm_params": {"model": "openai/a", "api_bse": "http://x/v1"}}],
+        "router": {"artifact": "r"}}))
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        assert "model_list.0.litellm_params" in str(exc) and "api_bse (did you mean api_base?)" in str(exc)
+    else:
+        raise AssertionError("api_bse was accepted")

@@ -170,7 +170,7 @@ def test_user_models_and_external_redis(chart, tmp_path, monkeypatch):
                                REDIS_URL="redis://redis.example:6379/1")
     assert [m.model_name for m in cfg.model_list] == ["gpt-4o"]
     assert cfg.redis.url == "redis://redis.example:6379/1"
-    assert cfg.router.aliases == ["auto"]
+    assert cfg.router.alias_names == ["auto"]
 
 
 def test_no_models_and_no_demo_upstream_fails_to_render(chart):

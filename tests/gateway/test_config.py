@@ -32,7 +32,7 @@ def test_valid_config_loads_and_resolves_env(base, tmp_path, monkeypatch):
     assert cfg.auth.api_keys == ["k1"]
     assert cfg.model_list[0].litellm_params.api_key == "s3cret"
     assert cfg.router.lam == 300.0 and cfg.router.min_samples == 4
-    assert GatewayConfig.model_validate(base).router.aliases == ["router", "auto"]
+    assert GatewayConfig.model_validate(base).router.alias_names == ["router", "auto"]
 
 
 @pytest.mark.parametrize("mutate,where", [

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Optional
 
+import numpy as np
 import typer
 
 from . import artifact, data as data_mod
@@ -63,6 +64,20 @@ def load_pool(paths: list[Path], threshold: float, text_field: str) -> data_mod.
     except DataError as exc:
         _fail(str(exc))
     return data_mod.merge(sets)
+
+
+def held_out_pool(data: list[Path], threshold: float, text_field: str, holdout_field: str,
+                  cache_dir: Optional[Path], backend: str) -> tuple[data_mod.BenchmarkData, np.ndarray]:
+    """The pool of ``eval`` and ``replay``, held out by ``holdout_field`` (>= 3 tasks), and its vectors."""
+    pool = load_pool(data, threshold, text_field)
+    try:
+        pool = pool.with_holdout(holdout_field)
+    except DataError as exc:
+        _fail(str(exc))
+    if len(pool.task_names) < 3:
+        _fail(f"{pool.name}: leave-one-task-out needs at least 3 tasks by {holdout_field!r}, "
+              f"found {len(pool.task_names)}")
+    return pool, encoder(cache_dir, backend).encode(pool.prompts, progress=True)
 
 
 @app.command()
@@ -156,15 +171,7 @@ def eval_cmd(
     """Leave-one-task-out evaluation (the paper's Table 1); writes a JSON report and prints a table."""
     from .evaluate import evaluate, format_table
 
-    pool = load_pool(data, threshold, text_field)
-    try:
-        pool = pool.with_holdout(holdout_field)
-    except DataError as exc:
-        _fail(str(exc))
-    if len(pool.task_names) < 3:
-        _fail(f"{pool.name}: leave-one-task-out needs at least 3 tasks by {holdout_field!r}, "
-              f"found {len(pool.task_names)}")
-    vectors = encoder(cache_dir, encoder_backend).encode(pool.prompts, progress=True)
+    pool, vectors = held_out_pool(data, threshold, text_field, holdout_field, cache_dir, encoder_backend)
     params = RoutingParams(method=_method(method), seed=seed, epsilon=epsilon, lam=lam)
     report = evaluate(pool, vectors, params, alpha=alpha, repeats=repeats, seed=seed)
     report["holdout_field"] = holdout_field
@@ -204,15 +211,7 @@ def replay(
         fparams = FeedbackParams(explore=explore)
     except ValueError as exc:
         _fail(str(exc))
-    pool = load_pool(data, threshold, text_field)
-    try:
-        pool = pool.with_holdout(holdout_field)
-    except DataError as exc:
-        _fail(str(exc))
-    if len(pool.task_names) < 3:
-        _fail(f"{pool.name}: leave-one-task-out needs at least 3 tasks by {holdout_field!r}, "
-              f"found {len(pool.task_names)}")
-    vectors = encoder(cache_dir, encoder_backend).encode(pool.prompts, progress=True)
+    pool, vectors = held_out_pool(data, threshold, text_field, holdout_field, cache_dir, encoder_backend)
     prep = prepare(pool, vectors, RoutingParams(seed=seed))
     report = run_replay(prep, feedback_rate, explore, repeats, seed, fparams)
     report["holdout_field"] = holdout_field

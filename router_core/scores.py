@@ -140,23 +140,29 @@ def prob_beats(n: int, n_pos_a: float, p_a: float, n_pos_b: float, p_b: float,
     return float(np.mean((a - b) > margin))
 
 
+def knob_on(epsilon: float | None, lam: float | None) -> bool:
+    """Whether the caller asked for a cost trade-off at all (``epsilon: 0`` does: ties to the cheaper)."""
+    return epsilon is not None or lam is not None
+
+
 def cost_aware_choice(scores: np.ndarray, costs: np.ndarray | None,
                       epsilon: float | None = None, lam: float | None = None,
                       then: np.ndarray | None = None) -> int:
-    """The pick under the cost knobs (both off: the best score, ties to the cheaper model).
+    """The pick under the cost knobs (both off, or no costs: plain argmax, the paper's choice).
 
     ``lam``: maximise score - lam * cost (cost in USD per query).
     ``epsilon``: the cheapest model whose (lam-adjusted) score is within epsilon of the best.
-    With costs known, models tied at the best score (within ``TIE``) go to the cheapest: the
-    preference for smaller models. Remaining ties go to the higher score, then the higher ``then``
-    (e.g. training mean accuracy), then the lower index. Without costs: plain argmax.
+    With a knob on (``epsilon`` or ``lam`` given, 0 included) and costs known, models tied at the
+    best score (within ``TIE``) go to the cheapest: the preference for smaller models. Remaining
+    ties go to the higher score, then the higher ``then`` (e.g. training mean accuracy), then the
+    lower index. With both knobs off the paper's S1/S2/S3 picks stay exactly the paper's.
     """
     scores = np.asarray(scores, dtype=np.float64)
     util = scores.copy()
     if costs is not None and lam:
         util = util - lam * np.nan_to_num(costs, nan=np.nanmax(costs) if np.any(~np.isnan(costs)) else 0)
     best = int(np.argmax(util))
-    if costs is None:
+    if costs is None or not knob_on(epsilon, lam):
         return best
     ok = np.flatnonzero(util >= util[best] - max(epsilon or 0.0, TIE))
     c = np.nan_to_num(np.asarray(costs, dtype=np.float64)[ok], nan=np.inf)
@@ -169,14 +175,14 @@ def fallback_margin(n: int, pick: int, bma: int, costs: np.ndarray | None,
                     epsilon: float | None, lam: float | None) -> float:
     """How many more correct answers BMA must be expected to give before the cheaper pick loses.
 
-    Without costs this is 0 (the paper's test). With costs known, a pick cheaper than BMA wins a
-    tie in the count (margin 0.5: the counts are integers), so the preference for the cheaper of
-    equally good models is not undone by the fallback. With ``epsilon`` the pick may trail BMA by
-    epsilon*n answers more; with ``lam`` by lam * (cost saved) * n.
+    Without costs or cost knobs this is 0 (the paper's test). With a knob on and costs known, a pick
+    cheaper than BMA wins a tie in the count (margin 0.5: the counts are integers), so the preference
+    for the cheaper of equally good models is not undone by the fallback. With ``epsilon`` the pick
+    may trail BMA by epsilon*n answers more; with ``lam`` by lam * (cost saved) * n.
     """
     margin = 0.0
     known = None if costs is None else np.nan_to_num(costs, nan=np.inf)
-    if known is not None and known[pick] < known[bma]:
+    if known is not None and knob_on(epsilon, lam) and known[pick] < known[bma]:
         margin += 0.5
     if epsilon:
         margin += epsilon * n
@@ -188,11 +194,15 @@ def fallback_margin(n: int, pick: int, bma: int, costs: np.ndarray | None,
 def instance_choice(g_row: np.ndarray, train_mean: np.ndarray, costs: np.ndarray | None = None,
                     epsilon: float | None = None, lam: float | None = None) -> int:
     """Per-prompt routing: argmax_m g_m(x); ties go to the cheaper model when costs are known, else
-    (and then) to the higher training mean accuracy (without costs: 0.01 x that mean is added)."""
+    (and then) to the higher training mean accuracy (without costs: 0.01 x that mean is added).
+
+    A prompt's g takes few values (a share of k neighbours), so ties are common; preferring the
+    cheaper of tied models is the product's promise here, knobs or not (no paper score is per prompt).
+    """
     mean = np.nan_to_num(train_mean)
     if costs is None:
         return cost_aware_choice(g_row + TIE_BREAK * mean, None, epsilon, lam)
-    return cost_aware_choice(g_row, costs, epsilon, lam, then=mean)
+    return cost_aware_choice(g_row, costs, 0.0 if epsilon is None else epsilon, lam, then=mean)
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,9 @@ def test_instance_decision_names_scores():
 def test_a_cheaper_model_tied_with_bma_is_not_undone_by_the_fallback():
     agg = agg_of(18, 18)  # model 1 as good as BMA (model 0) on every prompt
     costs = np.array([0.01, 0.0005])
-    d = decide_task(agg, MODELS, U_TRAIN, P_TRAIN, 0, costs, RoutingParams())
+    d = decide_task(agg, MODELS, U_TRAIN, P_TRAIN, 0, costs, RoutingParams(epsilon=0.0))
     assert d.model == MODELS[1] and d.method == "S3"
-    d = decide_task(agg, MODELS, U_TRAIN, P_TRAIN, 0, None, RoutingParams())
-    assert d.model == MODELS[0]  # no costs: the paper's argmax, ties to the first
+    d = decide_task(agg, MODELS, U_TRAIN, P_TRAIN, 0, costs, RoutingParams())
+    assert d.model == MODELS[0]  # knobs off: the paper's argmax and test exactly, ties to the first
+    d = decide_task(agg, MODELS, U_TRAIN, P_TRAIN, 0, None, RoutingParams(epsilon=0.0))
+    assert d.model == MODELS[0]  # no costs: nothing to prefer

@@ -108,8 +108,10 @@ def test_ties_go_to_the_cheaper_model_when_costs_are_known():
     s = np.array([0.8, 0.8, 0.8, 0.6])
     c = np.array([0.010, 0.002, 0.005, 0.0001])
     assert sc.cost_aware_choice(s, None) == 0  # no costs: plain argmax
-    assert sc.cost_aware_choice(s, c) == 1  # three tied at the top: the cheapest of them
-    assert sc.cost_aware_choice(s + np.array([0, 0, 1e-6, 0]), c) == 2  # a real difference is not a tie
+    assert sc.cost_aware_choice(s, c) == 0  # knobs off: the paper's argmax, ties to the first
+    assert sc.cost_aware_choice(s, c, epsilon=0.0) == 1  # a knob on: the cheapest of the three tied
+    assert sc.cost_aware_choice(s, c, lam=0.0) == 1
+    assert sc.cost_aware_choice(s + np.array([0, 0, 1e-6, 0]), c, epsilon=0.0) == 2  # not a tie
     # per prompt: a tie in g goes to the cheaper model before the training mean decides
     g = np.array([0.6, 0.6, 0.4])
     assert sc.instance_choice(g, np.array([0.9, 0.5, 0.9]), costs=np.array([5.0, 1.0, 0.1])) == 1

@@ -28,8 +28,9 @@ DEFAULT_FEATURES: tuple[str, ...] = ("s1",)
 FEATURES = ("s1", "s2", "s3_local")
 # how a decision was reached: the task-level S3 pick, its fallback to the best model on average,
 # the per-prompt argmax; and two a gateway makes without scores: the best model on average for a
-# prompt without a task ("BMA"), and a model the caller named ("explicit")
-Method = Literal["calibrated", "S3", "BMA-fallback", "instance", "BMA", "explicit"]
+# prompt without a task ("BMA"), and a model the caller named ("explicit"); "labels": the task's own
+# labelled prompts revised the pick (router_core.feedback.with_label_evidence)
+Method = Literal["calibrated", "S3", "BMA-fallback", "labels", "instance", "BMA", "explicit"]
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,12 @@ class Decision:
     argmax_model: str | None = None  # the score's pick before the fallback
     bma: str | None = None
     prob_beats_bma: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)  # what revised the pick (method "labels")
 
     @property
     def scores(self) -> dict[str, float]:
         """The score the pick was made on (expected accuracy, S3, or g for single prompts)."""
-        if self.method == "calibrated":
+        if self.method == "calibrated" or (self.method == "labels" and self.expected):
             return self.expected
         return self.s3 if self.method != "instance" else self.g
 
@@ -105,7 +107,7 @@ class Decision:
             val = getattr(self, key)
             if val is not None:
                 out[key] = val
-        for key in ("expected", "s1", "s2", "s3", "p_hat", "p_std", "g"):
+        for key in ("expected", "s1", "s2", "s3", "p_hat", "p_std", "g", "evidence"):
             val = getattr(self, key)
             if val:
                 out[key] = val
@@ -119,7 +121,7 @@ class Decision:
                    p_hat=d.get("p_hat", {}), p_std=d.get("p_std", {}), expected=d.get("expected", {}),
                    g=d.get("g", {}),
                    argmax_model=d.get("argmax_model"), bma=d.get("bma"),
-                   prob_beats_bma=d.get("prob_beats_bma"))
+                   prob_beats_bma=d.get("prob_beats_bma"), evidence=d.get("evidence", {}))
 
 
 def _named(models: Sequence[str], values: np.ndarray) -> dict[str, float]:

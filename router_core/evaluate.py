@@ -23,20 +23,25 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import calibration as cal
+from . import feedback as fb
 from . import loto
 from . import scores as sc
 from .data import BenchmarkData
 from .decision import RoutingParams, decide_calibrated, decide_task
 from .state import TaskAggregates
 
-METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S1", "S2", "S3", "S3_local_p", "S3_true_p",
-           "BMA", "Oracle")
+METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_evidence", "S3_evidence_only", "S1", "S2",
+           "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
 # the candidates for the default (docs/results.md, "How the default is chosen"), all scored without the
 # held-out task's labels anywhere: the paper's S3 with its p_hat targets from the nested pool
 # (S3_nested), the calibrated expected accuracy with its strength chosen by inner leave-one-task-out,
 # and the same at full strength
 CANDIDATES = ("S3_nested", "calibrated", "calibrated_full")
 PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
+# with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
+# evidence"): the paper's (labels join the neighbour pool), the same then revised by the labels as
+# direct evidence (feedback.with_label_evidence), and revised by them without joining the pool
+LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only")
 CANDIDATE_METHOD = {"S3_nested": "paper", "calibrated": "calibrated", "calibrated_full": "calibrated"}
 
 
@@ -136,8 +141,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
     dec_loc = decide_task(agg, data.models, u_train, p_train, bma, costs, p_params, p_override=p_loc)
     labelled = None
     if len(lab_rows):
-        lab = data.labels[lab_rows]
-        labelled = (np.nansum(lab, axis=0), (~np.isnan(lab)).sum(axis=0).astype(np.float64))
+        labelled = fb.label_outcomes(data.labels[lab_rows])
     calibrated = {}
     agg_loc = TaskAggregates(agg.n, agg.sum_g, agg.sum_gbar, agg.sum_u, p_loc * agg.n)
     for name, fit in (nested.calibrations if nested else {}).items():
@@ -152,6 +156,12 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
     if nested is not None:
         dec_nested = decide_task(agg, data.models, nested.u[train], nested.p[train], bma, costs, p_params)
         calibrated["S3_nested"] = dec_nested
+    if labelled is not None:  # the labels as direct evidence, with the pool's sigma (no held-out label in its fit)
+        sigma_fit = nested.calibrations.get("calibrated") if nested else None
+        calibrated["S3_evidence"] = fb.with_label_evidence(dec, sigma_fit, *labelled)
+        agg0 = TaskAggregates.from_rows(table.g[rows_eval], table.u_prompt[rows_eval])  # labels not in the pool
+        dec0 = decide_task(agg0, data.models, u_train, p_train, bma, costs, p_params)
+        calibrated["S3_evidence_only"] = fb.with_label_evidence(dec0, sigma_fit, *labelled)
     picks = {
         **{name: idx[d.model] for name, d in calibrated.items()},
         "S1": sc.cost_aware_choice(s1v, costs, params.epsilon, params.lam),

@@ -19,7 +19,7 @@ served model to have ``min_outcomes`` outcomes, and the task to be under ``max_r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -121,6 +121,35 @@ def revise(belief: Belief, served: int, correct: Array, counted: Array, revision
     if prob < params.confidence:
         return None
     return Revision(best, served, prob, mean, counted)
+
+
+def label_outcomes(labels: Array) -> tuple[Array, Array]:
+    """(correct, counted) per model from a task's labelled prompts ((L, M), NaN where unlabelled)."""
+    labels = np.atleast_2d(np.asarray(labels, dtype=np.float64))
+    return np.nansum(labels, axis=0), (~np.isnan(labels)).sum(axis=0).astype(np.float64)
+
+
+def with_label_evidence(decision: Decision, calibration: cal.Calibration | None, correct: Array,
+                        counted: Array, params: FeedbackParams = FeedbackParams()) -> Decision:
+    """The decision once a task's labelled prompts are weighed as what they are: a direct
+    measurement of every model's accuracy on this task (issue 11, item 0).
+
+    Labels measure every model on the same prompts, so the evidence is the same for all of them (no
+    observed record is compared with a bare prediction). They go through the same rule as outcome
+    feedback (:func:`revise`, with its confidence, margin and minimum count): with few labels the
+    decision stays the zero-evidence one, with many it follows them. A revised decision says so
+    (``method="labels"``, ``evidence``).
+    """
+    if not decision.s3 and not decision.expected:
+        return decision
+    served = list(decision.models).index(decision.model)
+    rev = revise(Belief.of_decision(decision, calibration), served, correct, counted, 0, params)
+    if rev is None:
+        return decision
+    models = list(decision.models)
+    ranking = [models[rev.model]] + [m for m in decision.ranking if m != models[rev.model]]
+    return replace(decision, model=models[rev.model], method="labels", ranking=ranking,
+                   evidence=rev.evidence(models))
 
 
 def explore_pick(belief: Belief, served: int, correct: Array, counted: Array) -> int | None:

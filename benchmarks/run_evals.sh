@@ -21,4 +21,11 @@ $E --data $D/routerdc-7b           --out $OUT/routerdc-benchmark.json --holdout-
 for a in 0.01 0.05 0.1; do
   $E --data $D/mmlu-pro    --out $OUT/mmlupro-task-alpha$a.json --alpha $a
   $E --data $D/routerdc-7b --out $OUT/routerdc-task-alpha$a.json --alpha $a
+  $E --data $D/routellm-gpt4-mixtral --out $OUT/routellm-alpha$a.json --alpha $a
+  $E --data $D/routerbench-subset --out $OUT/routerbench-alpha$a.json --alpha $a
 done
+# the labels rule (docs/results.md, "Labels as evidence")
+labels() { echo "$1=$OUT/$2.json,$OUT/$2-alpha0.01.json,$OUT/$2-alpha0.05.json,$OUT/$2-alpha0.1.json"; }
+$PY benchmarks/select_labels.py "$(labels mmlu-pro mmlupro-task)" "$(labels routerdc-7b routerdc-task)" \
+    "$(labels routellm routellm)" "$(labels routerbench routerbench)" --json $OUT/labels-selection.json \
+    | tee $OUT/labels-selection.md

@@ -183,7 +183,7 @@ class TaskRouter:
             if folded.final is not None:  # another process finalised it meanwhile
                 return Choice(folded.final, "cached", task_id, knobs)
             assert folded.aggregates is not None  # a fold returns sums or the final decision
-            return await self._decide(task_id, folded.aggregates, knobs, commit=True)
+            return await self._decide(task_id, folded.aggregates, knobs, commit=True, labelled=labelled)
         except StoreUnavailable:
             return await self._fail_open(task_id, text, knobs)
 
@@ -195,9 +195,10 @@ class TaskRouter:
         g = (await self.predict(text, save=save)).g
         return self.instance(g, task_id, knobs)
 
-    async def _decide(self, task_id: str, agg: TaskAggregates, knobs: Knobs, commit: bool) -> Choice:
+    async def _decide(self, task_id: str, agg: TaskAggregates, knobs: Knobs, commit: bool,
+                      labelled: LabelledSamples | None = None) -> Choice:
         with self.tracing.span("decide"):
-            decision = self.learned.decide(agg, **knobs.decide_kwargs(self.costs))
+            decision = self.learned.decide(agg, labelled=labelled, **knobs.decide_kwargs(self.costs))
         if agg.n < self.settings.min_samples:
             return Choice(decision, "provisional", task_id, knobs)
         if not commit:
@@ -222,18 +223,20 @@ class TaskRouter:
         if final is not None:
             return Choice(final, "cached", task_id, knobs)
         obs = await self.predict(text, labelled, save=False)
-        return await self._decide(task_id, agg.merge(obs.aggregates()), knobs, commit=False)
+        return await self._decide(task_id, agg.merge(obs.aggregates()), knobs, commit=False, labelled=labelled)
 
     async def task_state(self, task_id: str, knobs: Knobs | None = None) -> TaskState:
         """The task's sums and decision, without changing any state (raises StoreUnavailable)."""
         knobs = knobs or self.default
         final, agg, labelled = await self.store.peek(task_id, knobs.variant(self.default))
-        decision = final or (self.learned.decide(agg, **knobs.decide_kwargs(self.costs)) if agg.n else None)
+        decision = final or (self.learned.decide(agg, labelled=labelled, **knobs.decide_kwargs(self.costs))
+                             if agg.n else None)
         return TaskState(agg, labelled, final is not None, decision)
 
     async def add_samples(self, task_id: str, texts: list[str], labels: list[dict[str, float] | None]
                           ) -> tuple[Choice | None, int, int]:
-        """Fold example prompts into the task; the labelled ones also join its pool.
+        """Fold example prompts into the task; the labelled ones are kept as the task's evidence (and
+        join its neighbour pool where the method says so, router_core's ``Router.labels_join_pool``).
 
         Returns (the task's decision after folding, prompts folded, labelled samples kept).
         """
@@ -249,7 +252,7 @@ class TaskRouter:
         if folded.final is not None:
             return Choice(folded.final, "cached", task_id, self.default), len(texts), kept
         assert folded.aggregates is not None  # a fold returns sums or the final decision
-        choice = await self._decide(task_id, folded.aggregates, self.default, commit=True)
+        choice = await self._decide(task_id, folded.aggregates, self.default, commit=True, labelled=pool)
         return choice, len(texts), kept
 
 

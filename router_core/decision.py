@@ -23,6 +23,12 @@ P_ESTIMATORS = ("nadaraya-watson", "local")
 # Shnitzer et al.)
 METHODS = ("calibrated", "paper")
 DEFAULT_METHOD = "paper"  # chosen by the rule in docs/results.md (S3_nested won)
+# how the paper's method uses a task's labelled prompts, chosen by the rule in docs/results.md ("Labels
+# as evidence": S3_evidence_only won): they are weighed as direct evidence of each model's accuracy
+# (the revision rule of router_core.feedback) and do not join the neighbour pool (the paper's alpha,
+# which moved S3 below its zero-label pick on routerbench-subset). The calibrated method keeps both.
+LABEL_EVIDENCE = True
+LABELS_IN_POOL = False
 # the scores the calibrated method reads, chosen by the rule in docs/results.md
 DEFAULT_FEATURES: tuple[str, ...] = ("s1",)
 FEATURES = ("s1", "s2", "s3_local")

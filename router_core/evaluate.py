@@ -27,7 +27,7 @@ from . import feedback as fb
 from . import loto
 from . import scores as sc
 from .data import BenchmarkData
-from .decision import RoutingParams, decide_calibrated, decide_task
+from .decision import LABEL_EVIDENCE, LABELS_IN_POOL, RoutingParams, decide_calibrated, decide_task
 from .state import TaskAggregates
 
 METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_evidence", "S3_evidence_only", "S1", "S2",
@@ -40,9 +40,19 @@ CANDIDATES = ("S3_nested", "calibrated", "calibrated_full")
 PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
 # evidence"): the paper's (labels join the neighbour pool), the same then revised by the labels as
-# direct evidence (feedback.with_label_evidence), and revised by them without joining the pool
-LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only")
+# direct evidence (feedback.with_label_evidence), revised by them without joining the pool, and the
+# calibrated method's labels posterior
+LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated")
 CANDIDATE_METHOD = {"S3_nested": "paper", "calibrated": "calibrated", "calibrated_full": "calibrated"}
+
+
+def default_pick(method: str, alpha: float) -> str:
+    """Which evaluated pick is the shipped decision: the method's own, and with labelled prompts
+    (alpha > 0) the paper's revised by them as evidence where ``LABEL_EVIDENCE`` is on, with or without
+    their joining the pool (``LABELS_IN_POOL``), as Router.observe and Router.decide do."""
+    if method == "paper" and alpha > 0 and LABEL_EVIDENCE:
+        return "S3_evidence" if LABELS_IN_POOL else "S3_evidence_only"
+    return PICK_OF_METHOD[method]
 
 
 @dataclass
@@ -162,6 +172,8 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         agg0 = TaskAggregates.from_rows(table.g[rows_eval], table.u_prompt[rows_eval])  # labels not in the pool
         dec0 = decide_task(agg0, data.models, u_train, p_train, bma, costs, p_params)
         calibrated["S3_evidence_only"] = fb.with_label_evidence(dec0, sigma_fit, *labelled)
+    elif alpha > 0:  # a task too small for any label at this alpha: the zero-label decision
+        calibrated["S3_evidence"] = calibrated["S3_evidence_only"] = dec
     picks = {
         **{name: idx[d.model] for name, d in calibrated.items()},
         "S1": sc.cost_aware_choice(s1v, costs, params.epsilon, params.lam),
@@ -172,7 +184,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         "BMA": bma,
         "Oracle": int(np.nanargmax(true_acc)),
     }
-    picks["default"] = picks[PICK_OF_METHOD[params.method]]
+    picks["default"] = picks[default_pick(params.method, alpha)]
     picks = {m: picks[m] for m in METHODS if m in picks}
 
     def model_arr(dd: dict[str, float]) -> np.ndarray:

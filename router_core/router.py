@@ -20,9 +20,10 @@ from . import loto
 from .data import BenchmarkData
 from .calibration import Calibration
 from .calibration import fit as fit_calibration
-from .decision import (DEFAULT_METHOD, METHODS, Decision, RoutingParams, decide_calibrated, decide_instance,
-                       decide_task)
+from .decision import (DEFAULT_METHOD, LABEL_EVIDENCE, LABELS_IN_POOL, METHODS, Decision, RoutingParams,
+                       decide_calibrated, decide_instance, decide_task)
 from .embed import Encoder
+from .feedback import label_outcomes, with_label_evidence
 from .index import ExactIndex, HnswIndex, NeighbourIndex
 from .scores import best_on_average, knn_correctness, local_predictor_accuracy, prompt_distance
 from .state import TaskAggregates
@@ -39,6 +40,10 @@ class LabelledSamples:
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    def outcomes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(correct, counted) per model: the labels as a direct measurement of the task's accuracies."""
+        return label_outcomes(self.labels)
 
 
 @dataclass
@@ -108,8 +113,17 @@ class Router:
         obs = self.observe(vectors, labelled)
         return obs.g, obs.u
 
+    @property
+    def labels_join_pool(self) -> bool:
+        """Whether a task's labelled prompts join its neighbour pool (the paper's alpha): for the
+        calibrated method, and for the paper's only where ``LABELS_IN_POOL`` (the router's own method
+        decides, as a task's running sums are shared by every alias)."""
+        return LABELS_IN_POOL or self.params.method == "calibrated"
+
     def observe(self, vectors: np.ndarray, labelled: LabelledSamples | None = None) -> "Observation":
         """Everything a task keeps of its prompts: g, u, and the local p rows when the router uses them."""
+        if not self.labels_join_pool:
+            labelled = None  # weighed as evidence by decide() instead
         ids, dists, labels = self.neighbours(vectors, labelled)
         g = knn_correctness(ids[:, : self.params.k], labels, self.train_mean)
         u = prompt_distance(dists, self.params.u_k)
@@ -180,19 +194,28 @@ class Router:
         return params if method is None else replace(params, method=self.resolve_method(method))
 
     def decide(self, agg: TaskAggregates, epsilon: float | None = None, lam: float | None = None,
-               costs: np.ndarray | None = None, method: str | None = None) -> Decision:
+               costs: np.ndarray | None = None, method: str | None = None,
+               labelled: LabelledSamples | None = None) -> Decision:
         """The task's pick from its aggregates (knobs and method default to the router's own).
 
         The method decides: the calibrated one, or the paper's S3 + fallback (also used by artifacts
-        that carry no calibration).
+        that carry no calibration). ``labelled``: the task's labelled prompts, weighed as direct
+        evidence of each model's accuracy: the calibrated method's posterior, and for the paper's the
+        revision rule where
+        ``LABEL_EVIDENCE`` is on (docs/results.md, "Labels as evidence"; they join the pool only
+        where :attr:`labels_join_pool`).
         """
         params = self._params(epsilon, lam, method)
         self.check_knobs(params.epsilon, params.lam, costs)
+        evidence = labelled.outcomes() if labelled is not None and len(labelled) else None
         if params.method == "calibrated" and self.calibration is not None:
             return decide_calibrated(agg, self.models, self.calibration, self.u_train, self.p_train, self.bma,
-                                     self.effective_costs(costs), params)
-        return decide_task(agg, self.models, self.u_train, self.p_train, self.bma,
-                           self.effective_costs(costs), params)
+                                     self.effective_costs(costs), params, labelled=evidence)
+        decision = decide_task(agg, self.models, self.u_train, self.p_train, self.bma,
+                               self.effective_costs(costs), params)
+        if evidence is None or not LABEL_EVIDENCE:
+            return decision
+        return with_label_evidence(decision, self.calibration, *evidence)
 
     def decide_instance(self, g_row: np.ndarray, epsilon: float | None = None, lam: float | None = None,
                         costs: np.ndarray | None = None) -> Decision:

@@ -80,25 +80,29 @@ def test_inspect_and_reset_a_task(client, gateway, bench, task_id):
     assert send(client, bench.held_out["arc-challenge"][0], task_id)[0] == "provisional"
 
 
-def test_labelled_samples_join_the_pool_for_later_prompts(gateway, bench, router):
-    """The paper's alpha: a task's labelled examples raise the predicted correctness of the model
-    they label correct, compared with the same examples sent unlabelled."""
-    prompts = bench.held_out["mbpp"][10:16]
-    probe = bench.held_out["mbpp"][20]
-    dry = httpx.post(gateway.url + "/v1/router/route", headers=AUTH, json={"prompt": probe}).json()
-    favoured = dry["router"]["ranking"][-1]  # the model this prompt's neighbours like least
-    labels = {m: (1.0 if m == favoured else 0.0) for m in router.models}
-    scores = {}
-    for kind, sample_labels in (("labelled", labels), ("plain", None)):
-        tid = f"alpha-{kind}-{uuid.uuid4().hex[:8]}"
+def test_labelled_samples_are_the_tasks_evidence(gateway, bench, router):
+    """Labels weighed as what they are (docs/results.md, "Labels as evidence"): with the paper's method
+    they do not move the neighbour scores, and enough of them measuring a clear difference revise the
+    pick (method "labels", with the evidence); unlabelled samples leave the zero-label pick."""
+    prompts = bench.held_out["mbpp"][:24]
+    decisions = {}
+    for kind in ("plain", "labelled"):
+        tid = f"labels-{kind}-{uuid.uuid4().hex[:8]}"
+        if kind == "labelled":  # the model the plain decision ranks last is right on all 24, every other wrong
+            target = decisions["plain"]["ranking"][-1]
+            labels = {m: (1.0 if m == target else 0.0) for m in router.models}
         r = httpx.post(f"{gateway.url}/v1/router/tasks/{tid}/samples", headers=AUTH,
-                       json={"samples": [{"prompt": p, "labels": sample_labels} for p in prompts]})
+                       json={"samples": [{"prompt": p, "labels": labels if kind == "labelled" else None}
+                                         for p in prompts]})
         assert r.status_code == 200, r.text
         assert r.json()["folded"] == len(prompts)
-        assert r.json()["labelled_samples"] == (len(prompts) if sample_labels else 0)
-        dry = httpx.post(gateway.url + "/v1/router/route", headers=AUTH, json={"task_id": tid, "prompt": probe}).json()
-        scores[kind] = dry["decision"]["s3"]
-    assert scores["labelled"][favoured] > scores["plain"][favoured]
+        assert r.json()["labelled_samples"] == (len(prompts) if kind == "labelled" else 0)
+        decisions[kind] = httpx.get(f"{gateway.url}/v1/router/tasks/{tid}", headers=AUTH).json()["decision"]
+    plain, labelled = decisions["plain"], decisions["labelled"]
+    assert plain["method"] in ("S3", "BMA-fallback") and plain["model"] != target
+    assert labelled["s3"] == pytest.approx(plain["s3"])  # the labels did not join the pool
+    assert labelled["model"] == target and labelled["method"] == "labels"
+    assert labelled["evidence"]["to"] == target and labelled["evidence"]["outcomes"][target] == len(prompts)
 
 
 @pytest.mark.parametrize("body,param", [

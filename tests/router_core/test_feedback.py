@@ -122,3 +122,34 @@ def test_calibration_measures_the_task_level_spread_and_round_trips_it():
 def test_bad_params_are_refused(bad):
     with pytest.raises(ValueError):
         fb.FeedbackParams(**bad)
+
+
+def test_label_outcomes_count_each_models_labelled_prompts():
+    labels = np.array([[1.0, 0.0, np.nan], [1.0, 1.0, 0.0], [0.0, 1.0, np.nan]])
+    correct, counted = fb.label_outcomes(labels)
+    assert correct == pytest.approx([2.0, 2.0, 0.0]) and counted == pytest.approx([3.0, 3.0, 1.0])
+
+
+def _s3_decision(s3):
+    models = list(s3)
+    pick = max(models, key=lambda m: s3[m])
+    return Decision(model=pick, method="S3", models=models, ranking=sorted(models, key=lambda m: -s3[m]), s3=s3)
+
+
+def test_labels_revise_the_pick_only_when_they_measure_a_clear_difference():
+    d = _s3_decision({"a": 0.70, "b": 0.68})
+    # 40 prompts labelled for both: b right on 36, a on 22; every model is measured, so the shared
+    # level cancels and the gap is plain
+    rev = fb.with_label_evidence(d, None, np.array([22.0, 36.0]), np.array([40.0, 40.0]))
+    assert rev.model == "b" and rev.method == "labels" and rev.ranking[0] == "b"
+    assert rev.evidence["from"] == "a" and rev.evidence["outcomes"] == {"a": 40, "b": 40}
+    belief = fb.Belief.of_decision(d, None)
+    mean, cov = belief.posterior(np.array([22.0, 36.0]), np.array([40.0, 40.0]))
+    assert rev.evidence["prob_better"] == pytest.approx(fb.prob_better(mean, cov, 1, 0, 0.01), abs=1e-4)
+    # the same gap on 10 labels is below the minimum count, a small gap on 40 is not confident: unchanged
+    assert fb.with_label_evidence(d, None, np.array([5.0, 9.0]), np.array([10.0, 10.0])) is d
+    assert fb.with_label_evidence(d, None, np.array([28.0, 29.0]), np.array([40.0, 40.0])) is d
+    # labels that agree with the pick leave it alone
+    assert fb.with_label_evidence(d, None, np.array([36.0, 22.0]), np.array([40.0, 40.0])) is d
+    # the record round-trips with its evidence
+    assert Decision.from_dict(rev.to_dict()).evidence == rev.evidence

@@ -57,10 +57,15 @@ def test_build_save_load_route(subset, vectors, tmp_path):
     assert list(ids[:, 0]) == list(rows[:3]) and np.allclose(dists[:, 0], 0, atol=1e-4)
     g, u = back.predict(vectors[rows[:3]])
     assert g.shape == (3, len(subset.models)) and np.all(u > 0)
-    # a few labelled samples of a new task join the pool for that task
+    # a few labelled samples of a new task: the paper's method (the default) weighs them as evidence
+    # in decide() and keeps them out of the pool; the calibrated method also lets them join the pool
     # (all labelled correct: a neighbour labelled 1 can only raise the mean label, and each of
     # these prompts now finds its own labelled copy among its nearest)
     lab = LabelledSamples(vectors[rows[:4]], np.ones((4, len(subset.models))))
+    assert back.params.method == "paper" and not back.labels_join_pool
+    g_same, _ = back.predict(vectors[rows[:4]], labelled=lab)
+    assert np.allclose(g_same[:3], g)
+    back.use_method("calibrated")
     g_lab, _ = back.predict(vectors[rows[:4]], labelled=lab)
     assert np.all(g_lab[:3] >= g - 1e-9) and np.any(g_lab[:3] > g)
 
@@ -84,8 +89,10 @@ def test_evaluate_report_layout(subset, vectors):
     for t in rep["tasks"]:
         assert set(t["scores"]) == {"S1", "S2", "S3", "calibrated"}
         assert set(t["picks"]) == set(evaluate.METHODS)
-        # the shipped default's picks are its method's (the paper's S3 unless built otherwise)
-        assert t["picks"]["default"] == t["picks"][evaluate.PICK_OF_METHOD[rep["params"]["method"]]]
+        # the shipped default's picks are its method's: with labels, the paper's S3 without them in the
+        # pool, revised by them as evidence (docs/results.md, "Labels as evidence")
+        assert evaluate.default_pick(rep["params"]["method"], rep["alpha"]) == "S3_evidence_only"
+        assert t["picks"]["default"] == t["picks"]["S3_evidence_only"]
         acc = t["true_accuracy"]
         assert acc[t["picks"]["Oracle"]] == max(acc.values())
     m = rep["methods"]

@@ -1,0 +1,82 @@
+"""Apply the "labels as evidence" selection rule of docs/results.md to evaluation reports.
+
+Usage: select_labels.py NAME=ZERO.json,ALPHA.json[,ALPHA.json...] [NAME=...] [--json OUT]
+
+For each shared dataset NAME: ZERO.json is its ``llm-router eval`` report at alpha = 0 (the zero-label
+default), then one report per alpha > 0. A candidate's score on (dataset, alpha) is its accuracy
+minus the zero-label default's; the largest worst score wins, ties within 0.001 go to the larger
+mean score, then to the order of LABEL_CANDIDATES. Leave one dataset out: for each dataset, the
+rule applied to the others names the candidate reported on it; the choice on all of them ships.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not benchmarks/router_core.py
+
+from router_core.evaluate import LABEL_CANDIDATES
+
+TIE = 0.001
+
+Gains = dict[str, dict[float, float]]  # candidate -> alpha -> gain over the zero-label default
+
+
+def gains(zero: dict[str, Any], with_labels: list[dict[str, Any]]) -> Gains:
+    base = zero["methods"]["default"]["accuracy"]
+    return {c: {float(r["alpha"]): r["methods"][c]["accuracy"] - base for r in with_labels}
+            for c in LABEL_CANDIDATES}
+
+
+def choose(per_set: dict[str, Gains]) -> str:
+    def key(c: str) -> tuple[float, float, int]:
+        vals = [v for g in per_set.values() for v in g[c].values()]
+        return (round(min(vals) / TIE), sum(vals) / len(vals), -LABEL_CANDIDATES.index(c))
+    return max(LABEL_CANDIDATES, key=key)
+
+
+def load(path: str) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def main(argv: list[str]) -> int:
+    out_json = None
+    if "--json" in argv:
+        i = argv.index("--json")
+        out_json = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
+    per_set: dict[str, Gains] = {}
+    for arg in argv:
+        name, paths = arg.split("=", 1)
+        zero, *rest = paths.split(",")
+        per_set[name] = gains(load(zero), [load(p) for p in rest])
+    names = list(per_set)
+    alphas = sorted({a for g in per_set.values() for a in g[LABEL_CANDIDATES[0]]})
+    cols = [f"{n} a={a:g}" for n in names for a in alphas]
+    print("| candidate | " + " | ".join(cols) + " | worst | mean |")
+    print("|---|" + "---|" * (len(cols) + 2))
+    for c in LABEL_CANDIDATES:
+        vals = [per_set[n][c].get(a, float("nan")) for n in names for a in alphas]
+        cells = " | ".join(f"{v:+.4f}" for v in vals)
+        print(f"| {c} | {cells} | {min(vals):+.4f} | {sum(vals) / len(vals):+.4f} |")
+    print()
+    held: dict[str, Any] = {}
+    for n in names:
+        others = {m: g for m, g in per_set.items() if m != n}
+        c = choose(others) if others else choose(per_set)
+        held[n] = {"chosen": c, "gains": per_set[n][c]}
+        shown = ", ".join(f"alpha {a:g}: {v:+.4f}" for a, v in per_set[n][c].items())
+        print(f"- held out {n}: chosen on the others: **{c}**; on {n}, gain over the zero-label default: {shown}")
+    final = choose(per_set)
+    print(f"\nChosen on all datasets (shipped): **{final}**")
+    if out_json:
+        out_json.write_text(json.dumps({"per_dataset": per_set, "held_out": held, "chosen": final}, indent=2),
+                            encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

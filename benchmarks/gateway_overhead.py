@@ -1,18 +1,26 @@
 """Gateway overhead, side by side in one run on one machine, against the same local upstream.
 
-Scenarios (all POST /v1/chat/completions, one short user message):
+Scenarios (all POST /v1/chat/completions, one short user message), by their ``--json`` key:
 
-* ``direct``           the local upstream itself (the baseline every overhead is measured against)
-* ``gateway cached``   our gateway, ``model: router`` with a task whose decision is final in Redis
-* ``gateway fresh``    our gateway, a new task ID and a new prompt text on every request
-                       (embedding, atomic fold in Redis, decision; the first prompts of every task)
-* ``gateway explicit`` our gateway, a configured model named directly (no routing)
-* ``litellm proxy``    LiteLLM Proxy (``litellm[proxy]==1.106.12`` in its own venv, created here)
+* ``direct``                   the local upstream itself (the baseline every overhead is measured against)
+* ``gateway_cached``           our gateway, ``model: router`` with a task whose decision is final in Redis
+* ``gateway_fresh``            our gateway, a new task ID and a new prompt text on every request
+                               (embedding, atomic fold in Redis, decision: the first prompts of every task);
+                               concurrent prompts embedded together (``embedding.batch``, the default)
+* ``gateway_fresh_unbatched``  the same with ``embedding.batch: false`` (each request embeds alone)
+* ``gateway_explicit``         our gateway, a configured model named directly (no routing)
+* ``gateway_cached_2workers``  ``gateway_cached`` with ``serve --workers 2``
+* ``gateway_cached_tracing``   ``gateway_cached`` with OpenTelemetry tracing on, every span exported over
+                               OTLP/HTTP to a receiver on loopback in this process (devtools/otlp_receiver.py)
+* ``litellm_proxy``            LiteLLM Proxy (``litellm[proxy]==1.106.12`` in its own venv, created here)
 
 Latency: ``wrk`` with 1 connection (sequential) and with 32 connections; throughput is wrk's
-requests/s at 32 connections. Every server runs with one worker. Usage::
+requests/s at 32 connections. Every server runs with one worker unless its name says otherwise, and
+one server runs at a time (each is stopped before the next starts). ``--json OUT`` writes the rows
+keyed by scenario: ``c1_p50``, ``c1_p99``, ``c32_p50``, ``c32_p99`` (ms), ``c32_rps``, and ``load1``
+(the 1-minute load average when the row was done). Usage::
 
-    .venv/bin/python benchmarks/gateway_overhead.py [--duration 10] [--skip-litellm]
+    .venv/bin/python benchmarks/gateway_overhead.py [--duration 10] [--skip-litellm] [--json OUT]
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -34,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from devtools.demo import demo_config, ensure_router  # noqa: E402  (after the sys.path line above)
+from devtools.otlp_receiver import OtlpReceiver  # noqa: E402
 from devtools.processes import stop_all, wait_http  # noqa: E402
 from gateway.redis_embedded import EmbeddedRedis, die_with_parent, free_port  # noqa: E402
 
@@ -98,15 +108,38 @@ def wrk(url: str, model: str, mode: str, connections: int, duration: int, script
     return {"p50": ms("50"), "p99": ms("99"), "rps": rps}
 
 
+#: (json key, table label) in the order they are measured and printed
+SCENARIOS = {"direct": "direct (local upstream)",
+             "gateway_cached": "gateway, cached task decision",
+             "gateway_fresh": "gateway, fresh task + new prompt text (batched embedding)",
+             "gateway_fresh_unbatched": "gateway, fresh task + new prompt text (embedding.batch: false)",
+             "gateway_explicit": "gateway, explicit model (no routing)",
+             "gateway_cached_2workers": "gateway, cached task decision, --workers 2",
+             "gateway_cached_tracing": "gateway, cached task decision, tracing on (OTLP to loopback)",
+             "litellm_proxy": "LiteLLM Proxy 1.106.12"}
+
+
+def measure(url: str, model: str, mode: str, duration: int, script: Path) -> dict[str, float]:
+    """One scenario's row: a warm-up, then 1 and 32 connections."""
+    wrk(url, model, mode, 1, 2, script)  # warm-up
+    c1 = wrk(url, model, mode, 1, duration, script)
+    c32 = wrk(url, model, mode, 32, duration, script)
+    return {"c1_p50": c1["p50"], "c1_p99": c1["p99"], "c32_p50": c32["p50"], "c32_p99": c32["p99"],
+            "c32_rps": c32["rps"], "load1": round(os.getloadavg()[0], 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "routerbench-subset")
     ap.add_argument("--state", type=Path, default=ROOT / ".state")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--skip-litellm", action="store_true")
+    ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="measure these scenarios only")
+    ap.add_argument("--json", type=Path, help="write the rows here as JSON, keyed by scenario")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
+    wanted = set(args.only or SCENARIOS) - ({"litellm_proxy"} if args.skip_litellm else set())
 
     manifest = ensure_router(args.data, args.state / "demo-router")
     models = list(manifest["models"])
@@ -116,63 +149,126 @@ def main() -> None:
     py = [sys.executable, "-m", "gateway"]
     procs: list[subprocess.Popen] = []
     redis = EmbeddedRedis(work / "redis").start()
+    load_start = os.getloadavg()
+    results: dict[str, dict[str, float]] = {}
+
+    def run(key: str, url: str, model: str, mode: str) -> None:
+        if key in wanted:
+            results[key] = measure(url, model, mode, args.duration, script)
+            print(f"  measured {key} (load {results[key]['load1']})", file=sys.stderr)
+
     try:
-        up_port, gw_port, ll_port = free_port(), free_port(), free_port()
+        up_port = free_port()
         upstream = f"http://127.0.0.1:{up_port}/v1"
         procs.append(start([*py, "upstream", "--port", str(up_port), *sum((["--models", m] for m in models), [])],
                            upstream + "/models"))
-        cfg = demo_config((args.state / "demo-router").resolve(), models, None, upstream, redis.url)
-        (work / "gateway.yaml").write_text(yaml.safe_dump(cfg))
-        procs.append(start([*py, "serve", "--config", str(work / "gateway.yaml"), "--port", str(gw_port),
-                            "--log-level", "warning"], f"http://127.0.0.1:{gw_port}/health/readiness",
-                           env={"HF_HUB_OFFLINE": "1"}))
-        gw = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
-        for i in range(cfg["router"]["min_samples"]):  # make the "bench-cached" task final
-            r = httpx.post(gw, headers={"X-Task-ID": "bench-cached"}, timeout=60,
-                           json={"model": "router", "messages": [{"role": "user", "content": f"{PROMPT} {i}"}]})
-            r.raise_for_status()
-        assert r.headers["x-router-decision"] == "final", r.headers
-        cases = [("direct", upstream + "/chat/completions", MODEL, "plain"),
-                 ("gateway cached", gw, "router", "cached"),
-                 ("gateway fresh", gw, "router", "fresh"),
-                 ("gateway explicit", gw, MODEL, "plain")]
-        if not args.skip_litellm:
+        base_cfg = demo_config((args.state / "demo-router").resolve(), models, None, upstream, redis.url)
+        run("direct", upstream + "/chat/completions", MODEL, "plain")
+
+        def gateway(name: str, workers: int = 1, **sections: Any) -> tuple[subprocess.Popen, str]:
+            """One gateway (the demo config plus ``sections``), started; stop it with ``stop_all``."""
+            cfg = {**base_cfg, **sections}
+            (work / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+            port = free_port()
+            proc = start([*py, "serve", "--config", str(work / f"{name}.yaml"), "--port", str(port),
+                          "--workers", str(workers), "--log-level", "warning"],
+                         f"http://127.0.0.1:{port}/health/readiness", env={"HF_HUB_OFFLINE": "1"})
+            return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+        proc, gw = gateway("gateway")
+        try:
+            for i in range(base_cfg["router"]["min_samples"]):  # make the "bench-cached" task final
+                r = httpx.post(gw, headers={"X-Task-ID": "bench-cached"}, timeout=60,
+                               json={"model": "router", "messages": [{"role": "user", "content": f"{PROMPT} {i}"}]})
+                r.raise_for_status()
+            assert r.headers["x-router-decision"] in ("final", "cached"), r.headers
+            run("gateway_cached", gw, "router", "cached")
+            run("gateway_fresh", gw, "router", "fresh")
+            run("gateway_explicit", gw, MODEL, "plain")
+        finally:
+            stop_all([proc])
+        variants: list[tuple[str, str, int, dict[str, Any]]] = [
+            ("gateway_fresh_unbatched", "fresh", 1, {"embedding": {"batch": False}}),
+            ("gateway_cached_2workers", "cached", 2, {})]
+        for key, mode, workers, sections in variants:
+            if key in wanted:
+                proc, url = gateway(key, workers, **sections)
+                try:
+                    run(key, url, "router", mode)
+                finally:
+                    stop_all([proc])
+        if "gateway_cached_tracing" in wanted:
+            with OtlpReceiver(keep=False) as rx:
+                proc, url = gateway("gateway_cached_tracing", tracing={"endpoint": rx.endpoint})
+                try:
+                    run("gateway_cached_tracing", url, "router", "cached")
+                finally:
+                    stop_all([proc])
+                print(f"  tracing: {rx.count} spans in {rx.requests} OTLP export requests", file=sys.stderr)
+                if rx.count == 0:
+                    raise RuntimeError("tracing on, but no span reached the receiver")
+        if "litellm_proxy" in wanted:
             exe = litellm_venv(args.state / "bench" / "litellm-venv")
             ll_cfg = {"model_list": [{"model_name": m, "litellm_params": {"model": f"openai/{m}", "api_base": upstream,
                                                                           "api_key": "bench"}} for m in models]}
             (work / "litellm.yaml").write_text(yaml.safe_dump(ll_cfg))
-            procs.append(start([str(exe), "--config", str(work / "litellm.yaml"), "--port", str(ll_port),
-                                "--num_workers", "1"], f"http://127.0.0.1:{ll_port}/health/liveliness",
-                               env={"LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
-                                    "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}))
-            cases.append(("litellm proxy", f"http://127.0.0.1:{ll_port}/v1/chat/completions", MODEL, "plain"))
-
-        results: dict[str, dict[str, dict[str, float]]] = {}
-        for name, url, model, mode in cases:
-            wrk(url, model, mode, 1, 2, script)  # warm-up
-            results[name] = {"c1": wrk(url, model, mode, 1, args.duration, script),
-                             "c32": wrk(url, model, mode, 32, args.duration, script)}
-            print(f"  measured {name}", file=sys.stderr)
+            ll_port = free_port()
+            proc = start([str(exe), "--config", str(work / "litellm.yaml"), "--port", str(ll_port),
+                          "--num_workers", "1"], f"http://127.0.0.1:{ll_port}/health/liveliness",
+                         env={"LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+                              "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"})
+            try:
+                run("litellm_proxy", f"http://127.0.0.1:{ll_port}/v1/chat/completions", MODEL, "plain")
+            finally:
+                stop_all([proc])
     finally:
         stop_all(procs)
         redis.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    base = results["direct"]
-    print(f"\ncpu cores: {os.cpu_count()}; wrk {args.duration}s per cell; one worker per server; "
-          "overhead = p50 - direct p50\n")
+    report(results, args.duration, load_start, os.getloadavg())
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def report(results: dict[str, dict[str, float]], duration: int, load_start: tuple[float, ...],
+           load_end: tuple[float, ...]) -> None:
+    """The table, the ratios the fast-path issue asks for, and the rows as JSON."""
+    base = results.get("direct")
+    print(f"\ncpu cores: {os.cpu_count()}; wrk {duration}s per cell; one server at a time; "
+          f"load average (1/5/15 min) at start {' '.join(f'{x:.2f}' for x in load_start)}, "
+          f"at end {' '.join(f'{x:.2f}' for x in load_end)}; overhead = p50 - direct p50\n")
     print("| scenario | c=1 p50 ms | c=1 p99 ms | c=1 overhead ms | c=32 p50 ms | c=32 p99 ms | req/s at c=32 "
-          "| req/s vs direct |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
-        c1, c32 = r["c1"], r["c32"]
-        print(f"| {name} | {c1['p50']:.2f} | {c1['p99']:.2f} | {c1['p50'] - base['c1']['p50']:.2f} | "
-              f"{c32['p50']:.2f} | {c32['p99']:.2f} | {c32['rps']:.0f} | {c32['rps'] / base['c32']['rps']:.2f} |")
-    if "litellm proxy" in results:
-        ours = results["gateway cached"]["c1"]["p50"] - base["c1"]["p50"]
-        theirs = results["litellm proxy"]["c1"]["p50"] - base["c1"]["p50"]
-        print(f"\ncached-decision overhead / LiteLLM Proxy overhead (c=1 p50): {ours:.2f} / {theirs:.2f} ms "
-              f"= {ours / theirs:.2f}")
+          "| req/s vs direct | load (1 min) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key, r in results.items():
+        over = f"{r['c1_p50'] - base['c1_p50']:.2f}" if base else "-"
+        vs = f"{r['c32_rps'] / base['c32_rps']:.2f}" if base else "-"
+        print(f"| {SCENARIOS[key]} | {r['c1_p50']:.2f} | {r['c1_p99']:.2f} | {over} | {r['c32_p50']:.2f} | "
+              f"{r['c32_p99']:.2f} | {r['c32_rps']:.0f} | {vs} | {r['load1']:.2f} |")
+
+    def ratio(label: str, a: float, b: float) -> None:
+        print(f"{label}: {a:.2f} / {b:.2f} = {a / b:.2f}")
+
+    print()
+    ll = results.get("litellm_proxy")
+    if base and ll and "gateway_cached" in results:
+        ratio("cached-decision overhead / LiteLLM Proxy overhead (c=1 p50, ms)",
+              results["gateway_cached"]["c1_p50"] - base["c1_p50"], ll["c1_p50"] - base["c1_p50"])
+    if "gateway_cached" in results:
+        r = results["gateway_cached"]
+        ratio("cached c=1 p99 / own p50 (ms)", r["c1_p99"], r["c1_p50"])
+    if ll and "gateway_cached_2workers" in results:
+        ratio("cached throughput, --workers 2 / LiteLLM Proxy (req/s at c=32)",
+              results["gateway_cached_2workers"]["c32_rps"], ll["c32_rps"])
+    if "gateway_fresh" in results and "gateway_fresh_unbatched" in results:
+        ratio("fresh-task throughput, batched / unbatched (req/s at c=32)",
+              results["gateway_fresh"]["c32_rps"], results["gateway_fresh_unbatched"]["c32_rps"])
+    if base and "gateway_cached" in results and "gateway_cached_tracing" in results:
+        on, off = results["gateway_cached_tracing"], results["gateway_cached"]
+        ratio("tracing on / off, cached overhead (c=1 p50 - direct, ms)", on["c1_p50"] - base["c1_p50"],
+              off["c1_p50"] - base["c1_p50"])
+        ratio("tracing on / off, cached throughput (req/s at c=32)", on["c32_rps"], off["c32_rps"])
     print("\n" + json.dumps(results))
 
 

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import os
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
 
 from router_core import artifact
-from router_core.embed import Encoder
+from router_core.embed import Encoder, encode_each
 from router_core.router import Router
 
 from . import docs_ui, errors, metrics, openapi_doc, tracing
@@ -19,6 +20,7 @@ from .auth import KeyFirst
 from .body_limit import BodyLimit
 from .config import ConfigError, GatewayConfig, load_config
 from .disconnect import CancelOnDisconnect
+from .embed_batcher import EmbeddingBatcher
 from .forward import Forwarder
 from .http_protocol import LIMITS_STATE_KEY
 from .redis_embedded import EmbeddedRedis
@@ -65,6 +67,14 @@ def load_checked(config: GatewayConfig) -> Router:
     return learned
 
 
+def batcher_of(config: GatewayConfig, encoder: Encoder) -> EmbeddingBatcher | None:
+    """The embedding batcher the ``embedding`` section asks for (None: each request embeds alone)."""
+    emb = config.embedding
+    if not emb.batch:
+        return None
+    return EmbeddingBatcher(partial(encode_each, encoder), emb.batch_window_ms / 1000, emb.batch_max)
+
+
 def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Encoder | None = None,
                span_exporter: Any = None) -> FastAPI:
     """A gateway app for ``config``; the router, encoder and Redis are set up in its lifespan.
@@ -97,7 +107,8 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
         store = RedisTaskStore.from_url(url, config.redis, router.version, router.models,
                                         settings.decision_ttl_s, settings.max_labelled_samples,
                                         settings.pending_ttl_s)
-        task_router = TaskRouter(router, enc, store, settings, config_costs(config, router.models), traces)
+        task_router = TaskRouter(router, enc, store, settings, config_costs(config, router.models), traces,
+                                 batcher_of(config, enc))
         app.state.runtime = Runtime(config, router, store, task_router, Forwarder(config, traces), traces)
         metrics.ROUTER_INFO.labels(router.version, str(len(router.models))).set(1)
         if not await store.ping():

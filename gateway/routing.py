@@ -25,6 +25,7 @@ from router_core.state import TaskAggregates
 
 from . import metrics
 from .config import RouterSettings
+from .embed_batcher import EmbeddingBatcher
 from .errors import bad_request
 from .knobs import Knobs, check
 from .task_store import StoreUnavailable, TaskStore
@@ -99,9 +100,12 @@ class TaskRouter:
     """
 
     def __init__(self, learned: Router, encoder: Encoder, store: TaskStore, settings: RouterSettings,
-                 costs: np.ndarray | None = None, tracing: Tracing = OFF) -> None:
-        """Raises ValueError when a configured knob cannot apply to ``learned`` (start-up error)."""
+                 costs: np.ndarray | None = None, tracing: Tracing = OFF,
+                 batcher: EmbeddingBatcher | None = None) -> None:
+        """Raises ValueError when a configured knob cannot apply to ``learned`` (start-up error).
+        ``batcher``: routed prompts are embedded through it, together with concurrent ones."""
         self.learned = learned
+        self.batcher = batcher
         self.tracing = tracing
         self.encoder = encoder
         self.store = store
@@ -138,13 +142,20 @@ class TaskRouter:
         unsaved = None if save else getattr(self.encoder, "encode_unsaved", None)
         with self.tracing.span("embed"):
             vec = unsaved([text]) if unsaved is not None else self.encoder.encode([text])
-        with self.tracing.span("knn"):
-            return self.learned.observe(vec, labelled)
+        return self._observe(vec, labelled)
 
     async def predict(self, text: str, labelled: LabelledSamples | None = None, save: bool = True) -> Observation:
         """router_core's predictions (g, u, ...) for one prompt; embedding runs in a thread so the event
-        loop keeps serving."""
-        return await asyncio.to_thread(self._predict, text, labelled, save)
+        loop keeps serving (batched with concurrent prompts where a batcher is set; dry runs embed alone)."""
+        if self.batcher is None or not save:
+            return await asyncio.to_thread(self._predict, text, labelled, save)
+        with self.tracing.span("embed"):
+            vec = await self.batcher.embed(text)
+        return await asyncio.to_thread(self._observe, vec[None, :], labelled)
+
+    def _observe(self, vec: np.ndarray, labelled: LabelledSamples | None) -> Observation:
+        with self.tracing.span("knn"):
+            return self.learned.observe(vec, labelled)
 
     def instance(self, g: np.ndarray, task_id: str | None, knobs: Knobs | None = None) -> Choice:
         """A prompt routed on its own: per-prompt argmax, or the best model on average if configured."""

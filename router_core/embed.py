@@ -196,6 +196,29 @@ class CachedEncoder:
         return done
 
 
+def encode_each(encoder: Encoder, texts: Sequence[str]) -> list[np.ndarray | Exception]:
+    """Several callers' texts in one encoder call (the encoder sorts them by length), one row or one
+    error per text: if the batch fails, each text is embedded alone, so a bad input fails only its caller.
+
+    For a gateway that embeds concurrent requests together (gateway/embed_batcher.py).
+    """
+    if not texts:
+        return []
+    try:
+        vecs = encoder.encode(texts)
+        return [vecs[i] for i in range(len(texts))]
+    except Exception as exc:
+        if len(texts) == 1:
+            return [exc]
+    out: list[np.ndarray | Exception] = []
+    for text in texts:
+        try:
+            out.append(encoder.encode([text])[0])
+        except Exception as exc:  # this caller's own failure, returned to it
+            out.append(exc)
+    return out
+
+
 _shared: dict[str, CachedEncoder] = {}
 _shared_lock = threading.Lock()
 

@@ -88,6 +88,8 @@ class Attempt:
 
     def headers(self) -> dict[str, str]:
         """``traceparent`` (and ``tracestate``) naming this span, for the upstream request."""
+        if self.span is INVALID_SPAN:  # tracing off: nothing to propagate (skips the propagator's work)
+            return {}
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(self.span))
         return carrier
@@ -95,6 +97,8 @@ class Attempt:
     def answered(self, response: Any, end: bool = True) -> None:
         """The upstream answered: its model, id, finish reasons and token usage (a litellm response or chunk)."""
         span = self.span
+        if span is INVALID_SPAN:  # tracing off: no attributes to read out of the response
+            return
         if (model := getattr(response, "model", None)) is not None:
             span.set_attribute("gen_ai.response.model", str(model))
         if (rid := getattr(response, "id", None)) is not None:

@@ -102,6 +102,38 @@ def locate(root: Path, export_if_missing: bool = True) -> Path:
                              + EXPORT_HINT)
 
 
+#: a chunk's padded size (rows x its longest row, in tokens) at most; a longer row goes alone
+MAX_CHUNK_TOKENS = 2048
+#: a row shorter than this share of its chunk's longest row starts a new chunk (when it would be
+#: padded by more than SLACK_TOKENS: a few pad tokens on short prompts cost less than another pass)
+MIN_FILL = 0.75
+SLACK_TOKENS = 16
+
+
+def length_chunks(lengths: Sequence[int], batch_size: int) -> list[slice]:
+    """Consecutive chunks of rows sorted longest first, each run as one padded forward pass.
+
+    Padding is paid for: a batch of concurrent prompts of mixed lengths padded to its longest ran
+    2.6x slower per prompt than the same prompts one by one (docs/performance.md, "Batched
+    embedding"). So a chunk ends at ``batch_size`` rows, before a row shorter than ``MIN_FILL`` of
+    the chunk's longest (by more than ``SLACK_TOKENS``), or before its padded size would pass
+    ``MAX_CHUNK_TOKENS``.
+    """
+    chunks: list[slice] = []
+    start = 0
+    for i in range(1, len(lengths) + 1):
+        if i == len(lengths):
+            chunks.append(slice(start, i))
+            break
+        width = max(1, lengths[start])
+        rows = i - start + 1
+        short = lengths[i] < MIN_FILL * width and width - lengths[i] > SLACK_TOKENS
+        if rows > batch_size or short or rows * width > MAX_CHUNK_TOKENS:
+            chunks.append(slice(start, i))
+            start = i
+    return chunks
+
+
 class OnnxEncoder:
     """all-MiniLM-L6-v2 on ONNX Runtime (fp32); L2-normalised float32 rows like SentenceEncoder's."""
 
@@ -146,9 +178,9 @@ class OnnxEncoder:
             from tqdm import tqdm
 
             bar = tqdm(total=len(texts), desc="embedding", unit="prompt")
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            out[rows] = self._run([encodings[i] for i in rows])
+        for rows in length_chunks([len(encodings[i].ids) for i in order], self.batch_size):
+            picked = order[rows]
+            out[picked] = self._run([encodings[i] for i in picked])
             if bar is not None:
                 bar.update(len(rows))
         if bar is not None:

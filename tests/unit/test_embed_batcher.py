@@ -145,3 +145,20 @@ async def test_task_router_routes_the_same_with_and_without_the_batcher(learned,
         assert a[-1].decision.model == store.finals[f"t-{task}|"].model == other.finals[f"t-{task}|"].model
         assert store.sums[f"t-{task}"].n == other.sums[f"t-{task}"].n == 4
         np.testing.assert_allclose(store.sums[f"t-{task}"].sum_g, other.sums[f"t-{task}"].sum_g, rtol=1e-5)
+
+
+def test_length_chunks_cover_every_row_in_order_within_their_bounds():
+    from router_core.onnx_encoder import MAX_CHUNK_TOKENS, length_chunks
+
+    rng = np.random.default_rng(5)
+    for batch_size in (1, 8, 64):
+        lengths = sorted(rng.integers(1, 257, size=300).tolist(), reverse=True)
+        chunks = length_chunks(lengths, batch_size)
+        assert [i for c in chunks for i in range(c.start, c.stop)] == list(range(300))  # all, once, in order
+        for c in chunks:
+            rows = c.stop - c.start
+            assert 1 <= rows <= batch_size
+            assert rows == 1 or rows * lengths[c.start] <= MAX_CHUNK_TOKENS
+    # prompts of one length fill whole batches; a long prompt is not padded onto short ones
+    assert [c.stop - c.start for c in length_chunks([20] * 70, 32)] == [32, 32, 6]
+    assert length_chunks([250, 30, 29, 28], 64) == [slice(0, 1), slice(1, 4)]

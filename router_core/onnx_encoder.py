@@ -182,7 +182,7 @@ class OnnxEncoder:
             picked = order[rows]
             out[picked] = self._run([encodings[i] for i in picked])
             if bar is not None:
-                bar.update(len(rows))
+                bar.update(len(picked))
         if bar is not None:
             bar.close()
         return out

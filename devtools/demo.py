@@ -64,10 +64,12 @@ def demo_config(artifact_dir: Path, models: list[str], costs: list[float] | None
         model_list.append({"model_name": m, "litellm_params": {"model": f"openai/{m}", "api_base": upstream_url,
                                                                "api_key": "demo"}, "model_info": info})
     return {"model_list": model_list,
-            # `router` for quality (the paper's decision), `router-eco` with a quality floor: the
-            # cheapest model within 0.05 of the best score (prices, else model size, stand for cost)
+            # `router` for quality with ties to the cheaper model (`epsilon: 0`: no accuracy given up),
+            # `router-eco` with a quality floor: the cheapest model within 0.05 of the best score
+            # (prices, else model size, stand for cost); `auto`: the paper's decision, knobs off
             "router": {"artifact": str(artifact_dir), "min_samples": 10,
-                       "aliases": ["router", {"name": "router-eco", "epsilon": 0.05}, "auto"]},
+                       "aliases": [{"name": "router", "epsilon": 0.0}, {"name": "router-eco", "epsilon": 0.05},
+                                   "auto"]},
             "redis": {"url": redis_url}, "auth": {"api_keys": []}}
 
 

@@ -22,6 +22,7 @@ from .body_limit import BodyLimit
 from .config import ConfigError, GatewayConfig, load_config
 from .disconnect import CancelOnDisconnect
 from .embed_batcher import EmbeddingBatcher
+from .feedback import Feedback
 from .forward import Forwarder
 from .http_protocol import LIMITS_STATE_KEY
 from .redis_embedded import EmbeddedRedis
@@ -119,7 +120,8 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
                                         settings.pending_ttl_s)
         task_router = TaskRouter(router, enc, store, settings, config_costs(config, router.models), traces,
                                  batcher_of(config, enc))
-        app.state.runtime = Runtime(config, router, store, task_router, Forwarder(config, traces), traces)
+        feedback = Feedback(router, store, config.feedback, task_router.default, task_router.costs)
+        app.state.runtime = Runtime(config, router, store, task_router, Forwarder(config, traces), feedback, traces)
         metrics.ROUTER_INFO.labels(router.version, str(len(router.models))).set(1)
         if not await store.ping():
             log.warning("redis at %s is not reachable at start-up; failing open", url.split("@")[-1])

@@ -2,7 +2,7 @@
 
 The layout follows LiteLLM Proxy's ``model_list`` so existing configs carry over (several entries
 under one ``model_name`` are deployments of one model, load-balanced), plus the sections this
-gateway adds (``router``, ``redis``, ``auth``, ``limits``, ``upstreams``, ``tracing``). A LiteLLM Proxy
+gateway adds (``router``, ``redis``, ``auth``, ``limits``, ``upstreams``, ``tracing``, ``feedback``). A LiteLLM Proxy
 file's own sections (``litellm_settings``, ``general_settings``, ``router_settings``) are folded into
 these by :mod:`gateway.litellm_compat`, with a warning for each key that does not apply here. Values written as
 ``os.environ/NAME`` are read from the environment when the config is validated; a missing
@@ -206,6 +206,25 @@ class EmbeddingSettings(_Strict):
     batch_max: int = Field(32, ge=1, le=1024, description="Prompts per batch at most (a full batch goes at once).")
 
 
+class FeedbackSettings(_Strict):
+    """Outcome feedback (gateway/feedback.py): request IDs, ``POST /v1/router/feedback`` and the
+    revision of a task's final decision by router_core's rule (router_core/feedback.py, whose
+    defaults these are)."""
+
+    enabled: bool = Field(True, description="Keep a record per routed request of a task, so that its "
+                                            "outcome can be fed back (x-router-request-id).")
+    ttl_s: int = Field(24 * 3600, ge=1, description="How long a request's record (and so its feedback) lives.")
+    store_prompts: bool = Field(False, description="Keep the prompt text in the request's record too.")
+    explore: float = Field(0.0, ge=0, lt=1, description="Share of a task's requests (once its decision is "
+                                                       "final) sent to the model whose outcomes could "
+                                                       "overturn it soonest (x-router-decision: explore).")
+    confidence: float = Field(0.9, ge=0.5, lt=1, description="P(another model beats the served one by "
+                                                            "margin) needed to revise a decision.")
+    margin: float = Field(0.01, ge=0, description="Accuracy the other model must be ahead by.")
+    min_outcomes: int = Field(20, ge=1, description="Outcomes of the served model before it can be replaced.")
+    max_revisions: int = Field(2, ge=0, description="Revisions per task and set of knobs (then it stays).")
+
+
 class GatewayConfig(_Strict):
     model_list: list[ModelEntry] = Field(min_length=1)
     router: RouterSettings
@@ -215,6 +234,7 @@ class GatewayConfig(_Strict):
     limits: Limits = Field(default_factory=Limits)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     upstreams: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")

@@ -18,6 +18,8 @@ def router_object(choice: Choice, artifact: str, outcome: Outcome | None = None,
     d = choice.decision
     out: dict[str, Any] = {"decision": choice.source, "method": d.method, "chosen_model": d.model,
                            "task_id": choice.task_id, "artifact": artifact, **(details or {})}
+    if choice.request_id is not None:
+        out["request_id"] = choice.request_id
     if outcome is not None:
         out["served_model"] = outcome.served
         if outcome.failures:
@@ -37,6 +39,8 @@ def headers(choice: Choice, artifact: str, served: str, cost_usd: float | None,
          "x-router-method": choice.decision.method}
     if choice.task_id:
         h["x-router-task-id"] = choice.task_id
+    if choice.request_id is not None:
+        h["x-router-request-id"] = choice.request_id
     if cost_usd is not None:
         h["x-router-cost-usd"] = f"{cost_usd:.8f}"
     if outcome is not None and outcome.failures:

@@ -2,8 +2,8 @@
 
 Names carry the ``llm_router_`` prefix and base units; counters end in ``_total``. Labels are
 bounded: configured model names and aliases, decision sources (``gateway.routing.SOURCES``),
-status classes, failure kinds (``gateway.failures.FAILURE_KINDS``); never task IDs, prompts,
-users or keys. Unknown requested model names are folded into
+status classes, failure kinds (``gateway.failures.FAILURE_KINDS``), feedback results; never task IDs,
+request IDs, prompts, users or keys. Unknown requested model names are folded into
 ``other`` by :func:`requested_label` before they become a label value.
 
 With several uvicorn workers, ``serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh directory
@@ -48,6 +48,14 @@ DECISIONS = Counter("llm_router_decisions_total", "Routing decisions by source."
 DECISION_CACHE = Counter(
     "llm_router_decision_cache_total", "Task decision lookups: a final decision found (hit) or not (miss).",
     ["result"])
+FEEDBACK = Counter(
+    "llm_router_feedback_total",
+    "Outcomes fed back (POST /v1/router/feedback): counted, repeat (already counted, not again), unknown "
+    "(no such request ID, or its record expired).", ["result"])
+REVISIONS = Counter(
+    "llm_router_decision_revisions_total",
+    "Final task decisions revised on the task's outcome feedback, by the model replaced and the new one.",
+    ["from_model", "to_model"])
 FALLBACKS = Counter(
     "llm_router_fallbacks_total", "Requests answered by a fallback model after the first choice failed.",
     ["from_model", "to_model"])

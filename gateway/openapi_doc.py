@@ -25,7 +25,8 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 REASONS = {400: "Malformed JSON, a missing or mistyped field, a bad task ID or text that is not valid Unicode.",
            401: "Missing or wrong API key (checked before the body is read).",
-           404: "Unknown model, unknown task (GET /v1/router/tasks/{task_id}), or no such route.",
+           404: "Unknown model, unknown task (GET /v1/router/tasks/{task_id}), unknown or expired request ID "
+                "(POST /v1/router/feedback), or no such route.",
            405: "Method not allowed on this route (the Allow header lists the allowed ones).",
            408: "The request body did not arrive within limits.body_timeout_s.",
            413: "The request body exceeds limits.max_body_bytes.",
@@ -54,7 +55,7 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
         out |= {408, 413}
     if path in UPSTREAM:
         out |= {429, 502, 504}
-    if path.startswith("/v1/router/tasks"):
+    if path.startswith(("/v1/router/tasks", "/v1/router/feedback")):
         out.add(503)
     return out
 

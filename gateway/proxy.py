@@ -119,11 +119,13 @@ async def handle(rt: Runtime, request: Request, kind: CallKind, model: str, meta
     choice: Choice | None = None
     try:
         task_id = task_id_of(request, metadata)
-        choice = await resolve(rt, request, model, task_id, text)
+        choice = await rt.feedback.begin(await resolve(rt, request, model, task_id, text), task_id)
         if stream:
             outcome = await rt.forwarder.open_stream(kind, body, choice.order)
+            await rt.feedback.record(choice, outcome.served, text)
             return _stream_response(rt, kind, choice, outcome, measure)
         outcome = await rt.forwarder.complete(kind, body, choice.order)
+        await rt.feedback.record(choice, outcome.served, text)
     except GatewayError as exc:
         measure.finish(exc.status, choice, None, None, None)
         raise

@@ -31,8 +31,10 @@ from .knobs import Knobs, check
 from .task_store import StoreUnavailable, TaskStore
 from .tracing import OFF, Span, Tracing
 
-#: where a request's decision came from (the ``x-router-decision`` header, the ``decision`` label)
-Source = Literal["cached", "final", "provisional", "instance", "explicit"]
+#: where a request's decision came from (the ``x-router-decision`` header, the ``decision`` label);
+#: ``revised``: a final decision read back after outcome feedback revised it, ``explore``: a request sent
+#: to another model to learn about it (both gateway.feedback)
+Source = Literal["cached", "final", "provisional", "instance", "explicit", "revised", "explore"]
 SOURCES: tuple[Source, ...] = get_args(Source)
 
 # matched in full (``$`` alone also matches before a final newline): no braces (hash tag), no '/' (URL path)
@@ -57,6 +59,8 @@ class Choice:
     source: Source
     task_id: str | None
     knobs: Knobs | None = None  # what it was decided under (None: explicit, no routing)
+    predictions: np.ndarray | None = None  # the prompt's g row, when it was embedded (for feedback)
+    request_id: str | None = None  # x-router-request-id (gateway.feedback)
 
     @property
     def order(self) -> list[str]:
@@ -186,15 +190,17 @@ class TaskRouter:
                 final = await self.store.final(task_id, variant)
             metrics.DECISION_CACHE.labels("hit" if final else "miss").inc()
             if final is not None:
-                return Choice(final, "cached", task_id, knobs)
+                return Choice(final, read_back(final), task_id, knobs)
             labelled = await self.store.labelled(task_id)
             obs = await self.predict(text, labelled)
             with self.tracing.span("redis.fold"):
                 folded = await self.store.fold(task_id, obs.aggregates(), variant)
             if folded.final is not None:  # another process finalised it meanwhile
-                return Choice(folded.final, "cached", task_id, knobs)
+                return Choice(folded.final, read_back(folded.final), task_id, knobs, obs.g[0])
             assert folded.aggregates is not None  # a fold returns sums or the final decision
-            return await self._decide(task_id, folded.aggregates, knobs, commit=True, labelled=labelled)
+            choice = await self._decide(task_id, folded.aggregates, knobs, commit=True, labelled=labelled)
+            choice.predictions = obs.g[0]
+            return choice
         except StoreUnavailable:
             return await self._fail_open(task_id, text, knobs)
 
@@ -202,7 +208,7 @@ class TaskRouter:
         """Redis is down: a decision this process has seen, else the prompt on its own."""
         local = self.store.local_final(task_id, knobs.variant(self.default))
         if local is not None:
-            return Choice(local, "cached", task_id, knobs)
+            return Choice(local, read_back(local), task_id, knobs)
         g = (await self.predict(text, save=save)).g
         return self.instance(g, task_id, knobs)
 
@@ -232,7 +238,7 @@ class TaskRouter:
         except StoreUnavailable:
             return await self._fail_open(task_id, text, knobs, save=False)
         if final is not None:
-            return Choice(final, "cached", task_id, knobs)
+            return Choice(final, read_back(final), task_id, knobs)
         obs = await self.predict(text, labelled, save=False)
         return await self._decide(task_id, agg.merge(obs.aggregates()), knobs, commit=False, labelled=labelled)
 
@@ -261,10 +267,15 @@ class TaskRouter:
         obs = await asyncio.to_thread(self.learned.observe, vecs, pool)
         folded = await self.store.fold(task_id, obs.aggregates())
         if folded.final is not None:
-            return Choice(folded.final, "cached", task_id, self.default), len(texts), kept
+            return Choice(folded.final, read_back(folded.final), task_id, self.default), len(texts), kept
         assert folded.aggregates is not None  # a fold returns sums or the final decision
         choice = await self._decide(task_id, folded.aggregates, self.default, commit=True, labelled=pool)
         return choice, len(texts), kept
+
+
+def read_back(final: Decision) -> Source:
+    """The source of a stored final decision: ``revised`` once feedback revised it, else ``cached``."""
+    return "revised" if final.revision else "cached"
 
 
 def _record(span: Span, choice: Choice) -> None:

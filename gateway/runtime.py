@@ -10,6 +10,7 @@ from starlette.requests import Request
 from router_core.router import Router
 
 from .config import GatewayConfig
+from .feedback import Feedback
 from .forward import Forwarder, Outcome
 from .routing import TaskRouter
 from .task_store import TaskStore
@@ -23,6 +24,7 @@ class Runtime:
     store: TaskStore  # every task's state, shared through Redis
     task_router: TaskRouter  # decides for a task (or a lone prompt) from the two above
     forwarder: Forwarder
+    feedback: Feedback  # request IDs, outcome feedback, revisions (gateway/feedback.py)
     tracing: Tracing = OFF  # the request's spans (gateway/tracing.py)
 
     @property

@@ -86,6 +86,16 @@ class TaskStateLayout:
         <prefix>:{<task>}:<version>:final   JSON {version, decision, at}      (TTL)
         <prefix>:{<task>}:<version>:final:<variant>   the same, for other knobs (TTL)
         <prefix>:{<task>}:samples           list of labelled samples (JSON)   (TTL)
+        <prefix>:{<task>}:<version>:out     hash of outcome feedback per model column i: ``c:<i>``
+                                            (sum of scores), ``n:<i>`` (outcomes)          (TTL)
+        <prefix>:{<task>}:<version>:history[:<variant>]   list of JSON decisions: the first
+                                            final one, then each revision                  (TTL)
+        <prefix>:{<task>}:<version>:req:<id>   hash: one routed request's record for feedback:
+                                            ``m`` (served model column), ``v`` (variant), ``t``
+                                            (time), ``g`` (the prompt's predictions, float16
+                                            base64, when it was embedded), ``p`` (the prompt,
+                                            only with ``feedback.store_prompts``), ``s`` (its
+                                            score, once fed back)               (feedback.ttl_s)
 
     The hash's fields are named as :class:`router_core.state.TaskAggregates` names the sums:
     ``n``, ``sum_u``, and per model column ``i`` ``sum_g:<i>``, ``sum_gbar:<i>`` (integer counts,
@@ -103,11 +113,21 @@ class TaskStateLayout:
     n_models: int
 
     def key(self, task: str, name: str, variant: str = "") -> str:
-        """``agg``, ``final`` (of ``variant``) or ``samples`` of ``task``."""
+        """``agg``, ``final`` or ``history`` (of ``variant``), ``out`` or ``samples`` of ``task``."""
         if name == "samples":
             return f"{self.prefix}:{{{task}}}:samples"
-        suffix = f":{variant}" if variant and name == "final" else ""
+        suffix = f":{variant}" if variant and name in ("final", "history") else ""
         return f"{self.prefix}:{{{task}}}:{self.version}:{name}{suffix}"
+
+    def request_key(self, task: str, request: str) -> str:
+        """One routed request's record (``request``: the random part of its ID)."""
+        return f"{self.prefix}:{{{task}}}:{self.version}:req:{request}"
+
+    def outcomes(self, fields: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+        """(sum of scores, outcomes) per model column from the task's ``out`` hash."""
+        m = range(self.n_models)
+        return (np.array([float(fields.get(f"c:{i}", 0.0)) for i in m]),
+                np.array([float(fields.get(f"n:{i}", 0.0)) for i in m]))
 
     def fold_args(self, ttl_s: int, delta: TaskAggregates) -> list[Any]:
         """The fold script's ARGV: the TTL, then one (op, field, amount) triple per increment."""
@@ -246,6 +266,11 @@ class RedisTaskStore:
         return self.layout.key(task, name, variant)
 
     # -- failure handling -----------------------------------------------------------------
+    async def call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn`` (Redis calls) under the store's failure handling: StoreUnavailable when Redis
+        cannot be used (for modules that keep their own keys in this layout, gateway.feedback_store)."""
+        return await self._call(operation, fn)
+
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
         if self.fail_open and time.monotonic() < self._down_until:
             raise StoreUnavailable(self.last_error or "redis unavailable")
@@ -371,12 +396,14 @@ class RedisTaskStore:
                                                                             args=args)))
 
     async def reset(self, task: str, variants: list[str] | None = None) -> int:
-        """Forget the task (its sums, samples and final decisions: the default's and those of
-        ``variants``); returns how many keys went."""
+        """Forget the task (its sums, samples, outcomes, final decisions and their histories: the
+        default's and those of ``variants``); returns how many keys went. Request records are left
+        to expire (``feedback.ttl_s``); feedback on them finds no decision to revise."""
         names = ["", *(variants or [])]
         for v in names:
             self._lru.pop(f"{task}|{v}", None)
-        keys = [self.key(task, "agg"), self.key(task, "samples"), *(self.key(task, "final", v) for v in names)]
+        keys = [self.key(task, "agg"), self.key(task, "samples"), self.key(task, "out"),
+                *(self.key(task, "final", v) for v in names), *(self.key(task, "history", v) for v in names)]
         return int(await self._call("reset", lambda: self.client.delete(*keys)))
 
     async def close(self) -> None:

@@ -98,6 +98,7 @@ class Decision:
     bma: str | None = None
     prob_beats_bma: float | None = None
     evidence: dict[str, Any] = field(default_factory=dict)  # what revised the pick (method "labels")
+    revision: int = 0  # how many times a task's outcomes revised it (router_core.feedback; 0: never)
 
     @property
     def scores(self) -> dict[str, float]:
@@ -109,6 +110,8 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "method": self.method, "n": self.n,
                                "ranking": list(self.ranking)}
+        if self.revision:
+            out["revision"] = self.revision
         for key in ("u", "argmax_model", "bma", "prob_beats_bma"):
             val = getattr(self, key)
             if val is not None:
@@ -127,7 +130,8 @@ class Decision:
                    p_hat=d.get("p_hat", {}), p_std=d.get("p_std", {}), expected=d.get("expected", {}),
                    g=d.get("g", {}),
                    argmax_model=d.get("argmax_model"), bma=d.get("bma"),
-                   prob_beats_bma=d.get("prob_beats_bma"), evidence=d.get("evidence", {}))
+                   prob_beats_bma=d.get("prob_beats_bma"), evidence=d.get("evidence", {}),
+                   revision=int(d.get("revision", 0)))
 
 
 def _named(models: Sequence[str], values: np.ndarray) -> dict[str, float]:

@@ -105,10 +105,28 @@ class Revision:
                 "outcomes": {m: int(c) for m, c in zip(models, self.counted) if c > 0}}
 
 
+def cost_margins(costs: Array | None, served: int, epsilon: float | None = None,
+                 lam: float | None = None) -> Array | None:
+    """Per model, the accuracy it must lead ``served`` by (on top of ``margin``) under the cost knobs
+    the decision was made with: ``lam`` times its extra cost per query (a cheaper model needs less),
+    and ``epsilon`` for any model (the floor let ``served`` trail the best by that much). None
+    without knobs or costs: accuracy alone decides."""
+    if costs is None or not (epsilon or lam):
+        return None
+    costs = np.asarray(costs, dtype=np.float64)
+    extra = np.full(len(costs), float(epsilon or 0.0))
+    if lam:
+        extra += lam * (costs - costs[served])
+    return extra
+
+
 def revise(belief: Belief, served: int, correct: Array, counted: Array, revisions: int,
-           params: FeedbackParams) -> Revision | None:
+           params: FeedbackParams, extra: Array | None = None) -> Revision | None:
     """The revised pick, or None when the evidence does not say with ``confidence`` that another
-    model is better than ``served`` (or the served model has too few outcomes, or the cap is hit)."""
+    model is better than ``served`` (or the served model has too few outcomes, or the cap is hit).
+
+    ``extra`` (:func:`cost_margins`): per model, what it must lead by besides ``margin`` when the
+    decision was made under a cost knob, so a revision never undoes the knob's trade."""
     counted = np.asarray(counted, dtype=np.float64)
     if revisions >= params.max_revisions or counted[served] < params.min_outcomes:
         return None
@@ -116,8 +134,9 @@ def revise(belief: Belief, served: int, correct: Array, counted: Array, revision
     others = [m for m in range(len(mean)) if m != served]
     if not others:
         return None
-    best = max(others, key=lambda m: (mean[m], -m))
-    prob = prob_better(mean, cov, best, served, params.margin)
+    lead = np.zeros(len(mean)) if extra is None else np.asarray(extra, dtype=np.float64)
+    best = max(others, key=lambda m: (mean[m] - lead[m], -m))
+    prob = prob_better(mean, cov, best, served, params.margin + float(lead[best]))
     if prob < params.confidence:
         return None
     return Revision(best, served, prob, mean, counted)

@@ -1,4 +1,4 @@
-"""The router's own API: inspect and reset a task, add example prompts, dry-run a pick."""
+"""The router's own API: inspect and reset a task, add example prompts, dry-run a pick, feed back outcomes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..proxy import knobs_of, task_id_of
 from ..routing import check_task_id
 from ..runtime import Runtime, get_runtime
 from ..task_store import StoreUnavailable
-from .schemas import ChatCompletionRequest, RouteRequest, SamplesRequest
+from .schemas import ChatCompletionRequest, FeedbackItem, FeedbackRequest, RouteRequest, SamplesRequest
 
 router = APIRouter(prefix="/v1/router", tags=["Router"])  # the key: gateway.auth.KeyFirst
 
@@ -44,6 +44,7 @@ async def get_task(task_id: str, request: Request, model: str | None = None,
     knobs = knobs_of(rt, request, model)
     try:
         state = await rt.task_router.task_state(task_id, knobs)
+        loop = await rt.feedback.task_view(task_id, knobs.variant(rt.task_router.default))
     except StoreUnavailable as exc:
         raise _unavailable(exc) from None
     agg = state.aggregates
@@ -59,7 +60,8 @@ async def get_task(task_id: str, request: Request, model: str | None = None,
         "task_id": task_id, "artifact": rt.learned.version, "min_samples": rt.config.router.min_samples,
         "n": agg.n, "final": state.final, "labelled_samples": len(state.labelled) if state.labelled else 0,
         "knobs": knobs.describe(rt.learned, rt.task_router.costs),
-        "aggregates": aggregates, "decision": state.decision.to_dict() if state.decision else None})
+        "aggregates": aggregates, "decision": state.decision.to_dict() if state.decision else None,
+        **loop})
 
 
 @router.delete("/tasks/{task_id}", summary="Forget a task (its sums, decision and samples)")
@@ -112,3 +114,47 @@ async def route(body: RouteRequest, request: Request, rt: Runtime = Depends(get_
                          "router": router_object(choice, rt.learned.version, None, rt.task_router.details(choice)),
                          "decision": choice.decision.to_dict()})
 
+
+
+def _items(body: FeedbackRequest) -> tuple[list[FeedbackItem], bool]:
+    """The outcomes a feedback body carries and whether it is a batch; 400 for a shape or score that
+    cannot be counted."""
+    single = body.request_id is not None or body.correct is not None
+    if single == (body.feedback is not None):
+        raise bad_request("give 'request_id' and 'correct', or a 'feedback' list of them", param="feedback",
+                          code="missing_field")
+    if single:
+        if body.request_id is None or body.correct is None:
+            missing = "request_id" if body.request_id is None else "correct"
+            raise bad_request(f"missing required field '{missing}'", param=missing, code="missing_field")
+        items, where = [FeedbackItem(request_id=body.request_id, correct=body.correct)], [""]
+    else:
+        items = list(body.feedback or [])
+        where = [f"feedback.{i}." for i in range(len(items))]
+    for item, at in zip(items, where):
+        if not 0.0 <= float(item.correct) <= 1.0:
+            raise bad_request(f"{at}correct: must be 0, 1 or a score within [0, 1], not {item.correct}",
+                              param=f"{at}correct", code="invalid_score")
+    return items, not single
+
+
+@router.post("/feedback", summary="Feed back the outcome of routed answers (by x-router-request-id)")
+async def feedback(body: FeedbackRequest, rt: Runtime = Depends(get_runtime)) -> Response:
+    """Counted once per request ID (a repeat answers ``repeat``); may revise the task's decision.
+    One outcome: 404 for an unknown or expired ID. A batch: each item's own status (``not_found`` there)."""
+    items, batch = _items(body)
+    results: list[dict[str, Any]] = []
+    try:
+        for item in items:
+            try:
+                result = await rt.feedback.submit(item.request_id, float(item.correct))
+            except GatewayError as exc:
+                if not batch or exc.status != 404:
+                    raise
+                results.append({"request_id": item.request_id, "status": "not_found", "revised": None})
+                continue
+            results.append(result.to_dict())
+    except StoreUnavailable as exc:
+        raise GatewayError(503, f"feedback cannot be counted while Redis is down ({exc})",
+                           code="redis_unavailable") from None
+    return JSONResponse({"results": results} if batch else results[0])

@@ -141,3 +141,26 @@ class RouteRequest(CheckedBody):
     metadata: Metadata | None = None
     prompt: str | None = None
     messages: list[Message] | None = None
+
+
+Score = StrictBool | StrictInt | StrictFloat
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: StrictStr = Field(min_length=1, max_length=300, description="An x-router-request-id.")
+    correct: Score = Field(description="The answer's outcome: 1 (or true) right, 0 (or false) wrong, or a "
+                                       "score in [0, 1].")
+
+
+class FeedbackRequest(CheckedBody):
+    """One outcome (``request_id`` and ``correct``) or a batch (``feedback``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"request_id": "0123456789abcdef0123456789abcdef.my-task", "correct": 1},
+        {"feedback": [{"request_id": "0123456789abcdef0123456789abcdef.my-task", "correct": 0.5}]}]})
+
+    request_id: StrictStr | None = Field(None, min_length=1, max_length=300)
+    correct: Score | None = None
+    feedback: list[FeedbackItem] | None = Field(None, min_length=1, max_length=1000)

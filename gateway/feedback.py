@@ -1,0 +1,195 @@
+"""The closed loop in the gateway: request IDs, outcome feedback, revision and exploration.
+
+Every routed request gets an ID (``x-router-request-id``). A request of a task (an alias with a
+task ID, or a configured model named with one) is recorded for ``feedback.ttl_s``, so that
+``POST /v1/router/feedback`` can count its outcome for the model that served it. After a new
+outcome, router_core's rule (:func:`router_core.feedback.revise`: the router's prediction as a
+prior, the task's outcomes as evidence, hysteresis and a cap) says whether another model is
+better with stated confidence; if so the task's final decision is replaced by a compare-and-set
+(:class:`gateway.feedback_store.FeedbackStore`), so every gateway process agrees on one revision.
+With ``feedback.explore`` > 0 that share of a task's requests, once its decision is final, goes
+to the model most likely to overturn it (:func:`router_core.feedback.explore_pick`), which is how
+a revision can reach a model that never served the task.
+
+All maths is router_core's; this module only sequences the calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from router_core import feedback as fb
+from router_core.decision import Decision
+from router_core.router import Router
+
+from . import metrics
+from .config import FeedbackSettings
+from .errors import GatewayError
+from .feedback_store import Counted, FeedbackStore, Outcomes
+from .knobs import Knobs
+from .routing import Choice
+from .task_store import RedisTaskStore, StoreUnavailable
+
+log = logging.getLogger("gateway.feedback")
+
+# <32 hex>.<task ID>: the task part names the Redis slot the record lives in; a request without a
+# task ID gets the bare hex (nothing is recorded for it: there is no task to learn for)
+REQUEST_ID = re.compile(r"([0-9a-f]{32})\.(.+)")
+EXPLORABLE = ("cached", "revised")  # a final decision read back (the request that made it final is not diverted)
+
+
+def new_request_id(task_id: str | None) -> str:
+    rid = uuid.uuid4().hex
+    return f"{rid}.{task_id}" if task_id else rid
+
+
+def parse_request_id(request_id: str) -> tuple[str, str] | None:
+    """(random part, task) of a recordable request ID; None for anything else."""
+    match = REQUEST_ID.fullmatch(request_id)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def params_of(settings: FeedbackSettings) -> fb.FeedbackParams:
+    return fb.FeedbackParams(settings.confidence, settings.margin, settings.min_outcomes, settings.max_revisions,
+                             settings.explore)
+
+
+def not_found(request_id: str, why: str) -> GatewayError:
+    return GatewayError(404, f"request '{request_id}' {why}", param="request_id", code="request_not_found")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One fed-back outcome: ``counted`` or ``repeat`` (already counted: not again)."""
+
+    request_id: str
+    status: str
+    task_id: str
+    model: str
+    revised: Decision | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"request_id": self.request_id, "status": self.status, "task_id": self.task_id,
+                               "model": self.model, "revised": None}
+        if self.revised is not None:
+            out["revised"] = {"model": self.revised.model, "revision": self.revised.revision}
+        return out
+
+
+class Feedback:
+    """Request records, feedback and revisions for one router artifact."""
+
+    def __init__(self, learned: Router, store: RedisTaskStore, settings: FeedbackSettings, default: Knobs,
+                 costs: np.ndarray | None = None, rng: random.Random | None = None) -> None:
+        self.learned = learned
+        self.costs = learned.effective_costs(costs)  # what the cost knobs weigh (TaskRouter.costs, else the artifact's)
+        self.default = default  # the router section's knobs: a choice's variant is named against them
+        self.models = list(learned.models)
+        self.settings = settings
+        self.params = params_of(settings)
+        self.store = FeedbackStore(store, settings.ttl_s)
+        self.rng = rng or random.Random()
+
+    # -- the request path -------------------------------------------------------------------
+    async def begin(self, choice: Choice, task_id: str | None) -> Choice:
+        """The request's choice with its request ID (and, opted in, exploration); ``task_id`` is the
+        request's even where the choice has none (a model named explicitly)."""
+        choice = await self.explore(choice)
+        choice.request_id = new_request_id(task_id if self.settings.enabled else None)
+        return choice
+
+    async def record(self, choice: Choice, served: str, prompt: str) -> None:
+        """Keep the request's record once ``served`` answered; a Redis failure only costs this request
+        its feedback."""
+        parsed = parse_request_id(choice.request_id or "")
+        if parsed is None or served not in self.models:
+            return
+        rid, task = parsed
+        knobs = choice.knobs or self.default  # a model named explicitly: learnt for the default knobs
+        try:
+            await self.store.record(task, rid, self.models.index(served), knobs.variant(self.default), knobs.epsilon,
+                                    knobs.lam, choice.predictions, prompt if self.settings.store_prompts else None)
+        except StoreUnavailable as exc:
+            log.debug("request %s not recorded for feedback: %s", choice.request_id, exc)
+
+    async def explore(self, choice: Choice) -> Choice:
+        """With probability ``feedback.explore``, a task's final decision gives way for this request
+        to the model whose outcomes could overturn it soonest (source ``explore``)."""
+        if (self.params.explore <= 0 or choice.task_id is None or choice.source not in EXPLORABLE
+                or self.rng.random() >= self.params.explore):
+            return choice
+        decision = choice.decision
+        if decision.model not in self.models or not (decision.expected or decision.s3):
+            return choice
+        try:
+            outcomes = await self.store.outcomes(choice.task_id)
+        except StoreUnavailable:
+            return choice
+        pick = fb.explore_pick(self._belief(decision), self.models.index(decision.model), outcomes.correct,
+                               outcomes.counted)
+        if pick is None:
+            return choice
+        model = self.models[pick]
+        explored = replace(decision, model=model, ranking=[model, *(m for m in decision.ranking if m != model)])
+        return replace(choice, decision=explored, source="explore")
+
+    # -- feedback ----------------------------------------------------------------------------
+    async def submit(self, request_id: str, score: float) -> Result:
+        """Count one outcome (once per request ID) and revise the task's decision if the evidence
+        says so. GatewayError 404 for an unknown or expired ID; StoreUnavailable while Redis is down."""
+        parsed = parse_request_id(request_id)
+        if parsed is None:
+            metrics.FEEDBACK.labels("unknown").inc()
+            raise not_found(request_id, "is not a request ID of a task (only requests with a task ID "
+                                        "can be fed back)")
+        rid, task = parsed
+        counted = await self.store.add(task, rid, score)
+        metrics.FEEDBACK.labels(counted.status).inc()
+        if counted.status == "unknown" or counted.outcomes is None:
+            raise not_found(request_id, f"is unknown or expired (records are kept {self.settings.ttl_s} s)")
+        revised = None
+        if counted.status == "counted":
+            revised = await self.revise(task, counted, counted.outcomes)
+        return Result(request_id, counted.status, task, self.models[counted.model], revised)
+
+    def _belief(self, decision: Decision) -> fb.Belief:
+        # a stored decision lists its models in ranking order; the prior is per model column
+        return fb.Belief.of_decision(replace(decision, models=self.models), self.learned.calibration)
+
+    async def revise(self, task: str, knobs: Counted, outcomes: Outcomes) -> Decision | None:
+        """The task's revised decision under the knobs of the fed-back request if this call revised it
+        (router_core decides, under the same cost knobs), else None."""
+        variant = knobs.variant
+        record = await self.store.final_record(task, variant)
+        if record is None:
+            return None
+        current = Decision.from_dict(record["decision"])
+        if current.model not in self.models or not (current.expected or current.s3):
+            return None
+        served = self.models.index(current.model)
+        extra = fb.cost_margins(self.costs, served, knobs.epsilon, knobs.lam)
+        rev = fb.revise(self._belief(current), served, outcomes.correct, outcomes.counted, current.revision,
+                        self.params, extra)
+        if rev is None:
+            return None
+        new_model = self.models[rev.model]
+        rest = [self.models[int(i)] for i in np.argsort(-rev.mean, kind="stable") if int(i) != rev.model]
+        new = replace(current, model=new_model, ranking=[new_model, *rest], revision=current.revision + 1)
+        if not await self.store.revise(task, variant, record, new, rev.evidence(self.models)):
+            return None  # another process revised it first
+        metrics.REVISIONS.labels(current.model, new_model).inc()
+        log.info("task %s: decision revised from %s to %s on its outcomes (P=%.3f)", task, current.model,
+                 new_model, rev.prob)
+        return new
+
+    async def task_view(self, task: str, variant: str) -> dict[str, Any]:
+        """The task's outcomes per model and its decision history (the tasks API)."""
+        outcomes = await self.store.outcomes(task)
+        return {"outcomes": outcomes.by_model(self.models), "history": await self.store.history(task, variant)}

@@ -1,0 +1,192 @@
+"""Outcome feedback in Redis: request records, idempotent outcome counts, revision by compare-and-set.
+
+The keys are :class:`gateway.task_store.TaskStateLayout`'s (``req:<id>``, ``out``, ``history``,
+next to the task's other keys, so one task's keys stay in one Redis Cluster slot); this module
+holds the three scripts that use them. Each is atomic, so every gateway process on the same Redis
+agrees:
+
+- recording a request is one script (``HSET`` + ``EXPIRE``: a record never outlives ``ttl_s``);
+- counting an outcome sets the record's score with ``HSETNX`` and only then adds it to the task's
+  counts, so a repeated (or concurrent) feedback for one request never counts twice;
+- a revision replaces the final decision only if it is still the one the revision was computed
+  from (same model and revision count): of two processes revising at once, one wins and the other
+  finds the decision changed.
+
+Failures raise :class:`gateway.task_store.StoreUnavailable` (the task store's failure handling).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from router_core.decision import Decision
+
+from .task_store import RedisTaskStore
+
+# KEYS[1] request record; ARGV: ttl, then field/value pairs
+RECORD = """
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS[1] request record, KEYS[2] the task's outcome counts; ARGV: score, counts TTL. Returns the
+# status, the record's fields (m, v, e, l: what the revision needs) and the task's counts after it.
+ADD_OUTCOME = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
+local rec = redis.call('HMGET', KEYS[1], 'm', 'v', 'e', 'l')
+for i = 1, 4 do if not rec[i] then rec[i] = '' end end
+if redis.call('HSETNX', KEYS[1], 's', ARGV[1]) == 0 then
+  return {'repeat', rec, redis.call('HGETALL', KEYS[2])}
+end
+redis.call('HINCRBYFLOAT', KEYS[2], 'c:' .. rec[1], ARGV[1])
+redis.call('HINCRBY', KEYS[2], 'n:' .. rec[1], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return {'counted', rec, redis.call('HGETALL', KEYS[2])}
+"""
+
+# KEYS[1] final decision, KEYS[2] history; ARGV: expected model, expected revision, the new final
+# record, the first decision's history entry, the revision's entry, TTL. 1 when applied.
+REVISE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local rec = cjson.decode(raw)
+local d = rec['decision']
+if d['model'] ~= ARGV[1] or (tonumber(d['revision']) or 0) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[6])
+if redis.call('LLEN', KEYS[2]) == 0 then redis.call('RPUSH', KEYS[2], ARGV[4]) end
+redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+return 1
+"""
+
+Status = Literal["counted", "repeat", "unknown"]
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """A task's outcomes per model column: the sum of scores and how many."""
+
+    correct: np.ndarray
+    counted: np.ndarray
+
+    def by_model(self, models: list[str]) -> dict[str, dict[str, float]]:
+        return {m: {"correct": round(float(c), 6), "counted": int(n)}
+                for m, c, n in zip(models, self.correct, self.counted) if n > 0}
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What counting one outcome found: the request's served model column, the knobs it was routed
+    under (variant, epsilon, lambda) and the task's outcomes after it (``unknown``: no such record,
+    or it expired)."""
+
+    status: Status
+    model: int = -1
+    variant: str = ""
+    epsilon: float | None = None
+    lam: float | None = None
+    outcomes: Outcomes | None = None
+
+
+def first_entry(at: float | None, decision: Decision) -> dict[str, Any]:
+    """The history entry of a task's first final decision (how the router made it)."""
+    return {"at": at, "model": decision.model, "reason": f"final ({decision.method})",
+            "evidence": {"n": decision.n, "scores": decision.scores, "p_hat": decision.p_hat}}
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+class FeedbackStore:
+    """Request records, outcome counts, revisions and histories, on the task store's Redis."""
+
+    def __init__(self, store: RedisTaskStore, ttl_s: int) -> None:
+        self.store = store
+        self.layout = store.layout
+        self.ttl_s = ttl_s  # a request's record
+        self._record = store.client.register_script(RECORD)
+        self._add = store.client.register_script(ADD_OUTCOME)
+        self._revise = store.client.register_script(REVISE)
+
+    async def record(self, task: str, request: str, model: int, variant: str, epsilon: float | None,
+                     lam: float | None, predictions: np.ndarray | None, prompt: str | None) -> None:
+        """Keep what a later outcome needs: the served model's column and the knobs (their variant and
+        cost knobs), the prompt's predictions when it was embedded (float16: 2 bytes a model), the
+        prompt if given."""
+        args: list[Any] = [self.ttl_s, "m", model, "v", variant, "t", f"{time.time():.3f}"]
+        if epsilon is not None:
+            args += ["e", repr(float(epsilon))]
+        if lam is not None:
+            args += ["l", repr(float(lam))]
+        if predictions is not None:
+            args += ["g", base64.b64encode(np.asarray(predictions, dtype=np.float16).tobytes()).decode()]
+        if prompt is not None:
+            args += ["p", prompt]
+        key = self.layout.request_key(task, request)
+        await self.store.call("feedback_record", lambda: self._record(keys=[key], args=args))
+
+    async def add(self, task: str, request: str, score: float) -> Counted:
+        """Count one outcome for a recorded request, once."""
+        keys = [self.layout.request_key(task, request), self.layout.key(task, "out")]
+        res = await self.store.call("feedback_add", lambda: self._add(keys=keys, args=[repr(float(score)),
+                                                                                     self.store.ttl_s]))
+        status = str(res[0])
+        if status == "unknown":
+            return Counted("unknown")
+        model, variant, epsilon, lam = (str(x) for x in res[1])
+        correct, counted = self.layout.outcomes(_pairs(res[2]))
+        return Counted("counted" if status == "counted" else "repeat", int(model), variant,
+                       float(epsilon) if epsilon else None, float(lam) if lam else None, Outcomes(correct, counted))
+
+    async def outcomes(self, task: str) -> Outcomes:
+        fields = await self.store.call("feedback_outcomes",
+                                       lambda: self.store.client.hgetall(self.layout.key(task, "out")))
+        return Outcomes(*self.layout.outcomes(fields))
+
+    async def final_record(self, task: str, variant: str) -> dict[str, Any] | None:
+        """The variant's final decision as stored (``decision``, ``at``), under this artifact."""
+        raw = await self.store.call("get_final", lambda: self.store.client.get(
+            self.layout.key(task, "final", variant)))
+        if raw is None:
+            return None
+        rec: dict[str, Any] = json.loads(raw)
+        return rec if rec.get("version") == self.layout.version else None
+
+    async def history(self, task: str, variant: str) -> list[dict[str, Any]]:
+        """Every final decision of the variant, oldest first (the first one alone until a revision)."""
+        async def run() -> list[Any]:
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.lrange(self.layout.key(task, "history", variant), 0, -1)
+            pipe.get(self.layout.key(task, "final", variant))
+            return await pipe.execute()
+
+        raw, final = await self.store.call("feedback_history", run)
+        if raw:
+            return [json.loads(x) for x in raw]
+        rec = json.loads(final) if final is not None else None
+        if rec is None or rec.get("version") != self.layout.version:
+            return []
+        return [first_entry(rec.get("at"), Decision.from_dict(rec["decision"]))]
+
+    async def revise(self, task: str, variant: str, record: dict[str, Any], new: Decision,
+                     evidence: dict[str, Any]) -> bool:
+        """Replace the final decision ``record`` by ``new`` unless another process changed it first."""
+        old = Decision.from_dict(record["decision"])
+        now = time.time()
+        new_rec = json.dumps({"version": self.layout.version, "decision": new.to_dict(), "at": now})
+        first = json.dumps(first_entry(record.get("at"), old))
+        entry = json.dumps({"at": now, "model": new.model, "reason": "revised", "evidence": evidence})
+        keys = [self.layout.key(task, "final", variant), self.layout.key(task, "history", variant)]
+        args = [old.model, old.revision, new_rec, first, entry, self.store.ttl_s]
+        applied = bool(await self.store.call("feedback_revise", lambda: self._revise(keys=keys, args=args)))
+        if applied:
+            self.store.remember(task, new, variant)
+        return applied

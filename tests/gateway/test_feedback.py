@@ -1,0 +1,258 @@
+"""Outcome feedback end to end: request IDs on every routed answer, POST /v1/router/feedback (counted
+once, 404 unknown or expired, 400 bad score), and a task's final decision revised on its outcomes,
+agreed by two gateways on one Redis. Real gateway, real Redis, the OpenAI SDK, the fake upstream."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator
+
+import httpx
+import openai
+import pytest
+
+from gateway_support import API_KEY, AUTH, MIN_SAMPLES, ThreadGateway, chat, make_config, post
+
+MIN_OUTCOMES = 5  # feedback.min_outcomes in these gateways: outcomes of the served model before a revision
+
+
+def feedback_config(router_dir, router, upstream, redis_url, **feedback: Any) -> dict[str, Any]:
+    """The test gateways' config without the cost knob (tests/router_core/test_feedback.py covers a
+    revision under one), revising after MIN_OUTCOMES outcomes."""
+    return make_config(router_dir, router.models, upstream.url, redis_url, router={"lambda": None},
+                       feedback={"min_outcomes": MIN_OUTCOMES, **feedback})
+
+
+@pytest.fixture(scope="module")
+def gw(router_dir, router, upstream, redis_url, encoder) -> Iterator[ThreadGateway]:
+    g = ThreadGateway(feedback_config(router_dir, router, upstream, redis_url), encoder).start()
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def sdk(gw) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=API_KEY, max_retries=0)
+
+
+def ask(sdk: openai.OpenAI, prompt: str, task_id: str | None, model: str = "router") -> tuple[str, str, str | None]:
+    """(x-router-decision, x-router-model, x-router-request-id), checking the body says the same ID."""
+    headers = {"X-Task-ID": task_id} if task_id else {}
+    raw = sdk.chat.completions.with_raw_response.create(model=model, messages=chat(prompt), extra_headers=headers)
+    rid = raw.headers.get("x-router-request-id")
+    assert raw.parse().model_extra["router"].get("request_id") == rid
+    return raw.headers["x-router-decision"], raw.headers["x-router-model"], rid
+
+
+def feed(url: str, request_id: str, correct: Any) -> httpx.Response:
+    return post(url, {"request_id": request_id, "correct": correct}, path="/v1/router/feedback")
+
+
+def task(url: str, task_id: str) -> dict[str, Any]:
+    r = httpx.get(f"{url}/v1/router/tasks/{task_id}", headers=AUTH, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def finalise(sdk: openai.OpenAI, prompts: list[str], task_id: str) -> str:
+    """Route the task's first prompts until its decision is final; the final model."""
+    seen = [ask(sdk, p, task_id) for p in prompts[:MIN_SAMPLES]]
+    assert seen[-1][0] == "final"
+    return seen[-1][1]
+
+
+def test_every_routed_answer_carries_a_request_id(gw, sdk, bench, task_id):
+    _, _, with_task = ask(sdk, bench.held_out["mbpp"][0], task_id)
+    assert with_task is not None and with_task.endswith("." + task_id) and len(with_task.split(".")[0]) == 32
+    _, _, lone = ask(sdk, bench.held_out["mbpp"][1], None)
+    assert lone is not None and len(lone) == 32 and lone != with_task.split(".")[0]
+    # the first SSE chunk carries it too, as the header does
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="router", messages=chat(bench.held_out["mbpp"][2]), stream=True, extra_headers={"X-Task-ID": task_id})
+    chunks = list(raw.parse())
+    rid = raw.headers["x-router-request-id"]
+    assert chunks[0].model_extra["router"]["request_id"] == rid != with_task
+    # a streamed answer's ID can be fed back like any other
+    assert feed(gw.url, rid, 1).json()["status"] == "counted"
+
+
+def test_feedback_counts_once_per_request_id(gw, sdk, bench, task_id):
+    _, model, rid = ask(sdk, bench.held_out["arc-challenge"][0], task_id)
+    first = feed(gw.url, rid, 0.75)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"request_id": rid, "status": "counted", "task_id": task_id, "model": model,
+                            "revised": None}
+    assert feed(gw.url, rid, 0.75).json()["status"] == "repeat"
+    assert feed(gw.url, rid, 1).json()["status"] == "repeat"  # another score does not count either
+    # concurrent repeats of a fresh ID: exactly one counts
+    _, model2, rid2 = ask(sdk, bench.held_out["arc-challenge"][1], task_id)
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(r.json()["status"] for r in pool.map(lambda _: feed(gw.url, rid2, 1), range(8)))
+    assert statuses == ["counted"] + ["repeat"] * 7
+    # each outcome counted once, for the model that gave that answer (provisional picks may differ)
+    want: dict[str, dict[str, float]] = {model: {"correct": 0.75, "counted": 1}}
+    if model2 == model:
+        want = {model: {"correct": 1.75, "counted": 2}}
+    else:
+        want[model2] = {"correct": 1.0, "counted": 1}
+    assert task(gw.url, task_id)["outcomes"] == want
+
+
+def test_unknown_ids_are_404_and_bad_bodies_400_in_the_openai_shape(gw, sdk, bench, task_id):
+    unknown = feed(gw.url, "0" * 32 + "." + task_id, 1)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "request_not_found" and unknown.json()["error"]["param"] == "request_id"
+    assert feed(gw.url, "not-an-id", 1).status_code == 404
+    _, _, lone = ask(sdk, bench.held_out["winogrande"][0], None)  # no task: nothing to learn for
+    assert feed(gw.url, lone, 1).status_code == 404
+    _, _, rid = ask(sdk, bench.held_out["winogrande"][1], task_id)
+    for bad, param in ((1.5, "correct"), (-0.1, "correct"), ("yes", "correct"), (None, "correct")):
+        r = feed(gw.url, rid, bad)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["error"]["param"] == param and r.json()["error"]["type"] == "invalid_request_error"
+    r = post(gw.url, {"feedback": [{"request_id": rid, "correct": 1}, {"request_id": rid, "correct": 2}]},
+             path="/v1/router/feedback")
+    assert r.status_code == 400 and r.json()["error"]["param"] == "feedback.1.correct"
+    assert post(gw.url, {}, path="/v1/router/feedback").status_code == 400
+    # nothing above was counted; the key is required like on every /v1 route
+    assert feed(gw.url, rid, True).json()["status"] == "counted"
+    assert httpx.post(gw.url + "/v1/router/feedback", json={"request_id": rid, "correct": 1}).status_code == 401
+
+
+def test_batch_feedback_reports_each_item(gw, sdk, bench, task_id):
+    rids = [ask(sdk, p, task_id)[2] for p in bench.held_out["mbpp"][3:5]]
+    r = post(gw.url, {"feedback": [{"request_id": rids[0], "correct": 1}, {"request_id": rids[1], "correct": 0},
+                                   {"request_id": rids[0], "correct": 1},
+                                   {"request_id": "f" * 32 + "." + task_id, "correct": 1}]},
+             path="/v1/router/feedback")
+    assert r.status_code == 200, r.text
+    assert [x["status"] for x in r.json()["results"]] == ["counted", "counted", "repeat", "not_found"]
+    assert sum(o["counted"] for o in task(gw.url, task_id)["outcomes"].values()) == 2
+
+
+def positive_then_negative(url: str, sdk: openai.OpenAI, prompts: list[str], task_id: str, served: str,
+                           other: str) -> list[dict[str, Any]]:
+    """Right answers of ``other`` (named with the task ID), then MIN_OUTCOMES wrong answers of the
+    served model; the feedback responses."""
+    out = []
+    for p in prompts[:MIN_OUTCOMES]:
+        source, model, rid = ask(sdk, p, task_id, model=other)
+        assert (source, model) == ("explicit", other)
+        out.append(feed(url, rid, 1).json())
+    for p in prompts[MIN_OUTCOMES:2 * MIN_OUTCOMES]:
+        source, model, rid = ask(sdk, p, task_id)
+        assert (source, model) == ("cached", served)
+        out.append(feed(url, rid, 0).json())
+    return out
+
+
+def metric(url: str, prefix: str) -> float:
+    text = httpx.get(url + "/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_negative_outcomes_revise_the_final_decision(gw, sdk, bench, task_id):
+    prompts = bench.held_out["mbpp"]
+    served = finalise(sdk, prompts, task_id)
+    decision = task(gw.url, task_id)["decision"]
+    other = decision["ranking"][1]
+    before = metric(gw.url, f'llm_router_decision_revisions_total{{from_model="{served}",to_model="{other}"}}')
+    results = positive_then_negative(gw.url, sdk, prompts[MIN_SAMPLES:], task_id, served, other)
+    # the served model is never replaced before it has min_outcomes outcomes; at that point both records
+    # say the other model is better, and the decision is revised once (sticky after that)
+    assert [bool(r["revised"]) for r in results] == [False] * (2 * MIN_OUTCOMES - 1) + [True]
+    assert results[-1]["revised"] == {"model": other, "revision": 1}
+    # from now on the task is served by the new model, and says why
+    source, model, _ = ask(sdk, prompts[-1], task_id)
+    assert (source, model) == ("revised", other)
+    state = task(gw.url, task_id)
+    assert state["decision"]["model"] == other and state["decision"]["revision"] == 1
+    history = state["history"]
+    assert [h["model"] for h in history] == [served, other]
+    assert history[0]["reason"].startswith("final") and history[1]["reason"] == "revised"
+    assert history[0]["at"] <= history[1]["at"]
+    evidence = history[1]["evidence"]
+    assert evidence["from"] == served and evidence["to"] == other and evidence["prob_better"] >= 0.9
+    assert evidence["outcomes"] == {served: MIN_OUTCOMES, other: MIN_OUTCOMES}
+    assert state["outcomes"][served]["correct"] == 0 and state["outcomes"][other]["correct"] == MIN_OUTCOMES
+    assert metric(gw.url, f'llm_router_decision_revisions_total{{from_model="{served}",to_model="{other}"}}') \
+        == before + 1
+
+
+def test_a_record_expires_after_feedback_ttl(router_dir, router, upstream, redis_url, encoder, bench, task_id):
+    g = ThreadGateway(feedback_config(router_dir, router, upstream, redis_url, ttl_s=1), encoder).start()
+    try:
+        sdk = openai.OpenAI(base_url=g.url + "/v1", api_key=API_KEY, max_retries=0)
+        _, _, early = ask(sdk, bench.held_out["winogrande"][2], task_id)
+        _, _, late = ask(sdk, bench.held_out["winogrande"][3], task_id)
+        assert feed(g.url, early, 1).json()["status"] == "counted"
+        time.sleep(2.2)
+        r = feed(g.url, late, 1)
+        assert r.status_code == 404 and "expired" in r.json()["error"]["message"]
+    finally:
+        g.stop()
+
+
+def test_two_gateways_on_one_redis_agree_on_one_revision(gw, router_dir, router, upstream, redis_url, encoder,
+                                                        bench, task_id):
+    second = ThreadGateway(feedback_config(router_dir, router, upstream, redis_url), encoder).start()
+    try:
+        sdks, urls = [sdk_of(gw), sdk_of(second)], [gw.url, second.url]
+        prompts = bench.held_out["winogrande"]
+        served = finalise(sdks[0], prompts, task_id)
+        other = task(gw.url, task_id)["decision"]["ranking"][1]
+        # the other model's right answers first (from both gateways, each fed back through the other one),
+        # then more wrong answers of the served one than it needs, fed back all at once: several outcomes
+        # find the evidence enough and race to revise
+        for i, p in enumerate(prompts[MIN_SAMPLES:MIN_SAMPLES + MIN_OUTCOMES]):
+            source, model, rid = ask(sdks[i % 2], p, task_id, model=other)
+            assert model == other and rid is not None
+            assert feed(urls[(i + 1) % 2], rid, 1).json()["status"] == "counted"
+        rids = []
+        for i, p in enumerate(prompts[MIN_SAMPLES + MIN_OUTCOMES:MIN_SAMPLES + 3 * MIN_OUTCOMES]):
+            source, model, rid = ask(sdks[i % 2], p, task_id)
+            assert (source, model) == ("cached", served) and rid is not None
+            rids.append(rid)
+        with ThreadPoolExecutor(len(rids)) as pool:
+            results = list(pool.map(lambda x: feed(urls[(x[0] + 1) % 2], x[1], 0).json(), enumerate(rids)))
+        assert all(r["status"] == "counted" for r in results)
+        assert [r["revised"] for r in results if r["revised"]] == [{"model": other, "revision": 1}]
+        # both gateways serve the one revision and show the same history
+        for url, client in zip(urls, sdks):
+            state = task(url, task_id)
+            assert [h["model"] for h in state["history"]] == [served, other]
+            assert ask(client, prompts[-1], task_id)[:2] == ("revised", other)
+    finally:
+        second.stop()
+
+
+def sdk_of(g: ThreadGateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=g.url + "/v1", api_key=API_KEY, max_retries=0)
+
+
+def test_exploration_sends_a_share_to_another_model_and_says_so(router_dir, router, upstream, redis_url, encoder,
+                                                                 bench, task_id):
+    g = ThreadGateway(feedback_config(router_dir, router, upstream, redis_url, explore=0.5), encoder).start()
+    try:
+        sdk = sdk_of(g)
+        prompts = bench.held_out["arc-challenge"]
+        served = finalise(sdk, prompts, task_id)
+        seen = [ask(sdk, p, task_id) for p in prompts[MIN_SAMPLES:MIN_SAMPLES + 24]]
+        explored = [(m, rid) for s, m, rid in seen if s == "explore"]
+        assert 0 < len(explored) < len(seen)  # 24 draws at 0.5: all one way has probability 2 * 2^-24
+        assert all(m == served for s, m, _ in seen if s != "explore")
+        assert all(m != served for m, _ in explored)
+        # an explored answer's outcome counts for the model that gave it
+        rid = explored[0][1]
+        assert rid is not None and feed(g.url, rid, 1).json()["model"] == explored[0][0]
+    finally:
+        g.stop()
+
+
+def test_openapi_documents_the_feedback_route(gw):
+    doc = httpx.get(gw.url + "/openapi.json").json()
+    op = doc["paths"]["/v1/router/feedback"]["post"]
+    assert {"200", "400", "401", "404", "503"} <= set(op["responses"])
+    assert json.dumps(op["requestBody"]).count("FeedbackRequest")

@@ -149,7 +149,7 @@ class FeedbackStore:
     async def outcomes(self, task: str) -> Outcomes:
         fields = await self.store.call("feedback_outcomes",
                                        lambda: self.store.client.hgetall(self.layout.key(task, "out")))
-        return Outcomes(*self.layout.outcomes(fields))
+        return Outcomes(*self.layout.outcomes({str(k): str(v) for k, v in fields.items()}))
 
     async def final_record(self, task: str, variant: str) -> dict[str, Any] | None:
         """The variant's final decision as stored (``decision``, ``at``), under this artifact."""
@@ -185,7 +185,7 @@ class FeedbackStore:
         first = json.dumps(first_entry(record.get("at"), old))
         entry = json.dumps({"at": now, "model": new.model, "reason": "revised", "evidence": evidence})
         keys = [self.layout.key(task, "final", variant), self.layout.key(task, "history", variant)]
-        args = [old.model, old.revision, new_rec, first, entry, self.store.ttl_s]
+        args: list[str | int] = [old.model, old.revision, new_rec, first, entry, self.store.ttl_s]
         applied = bool(await self.store.call("feedback_revise", lambda: self._revise(keys=keys, args=args)))
         if applied:
             self.store.remember(task, new, variant)

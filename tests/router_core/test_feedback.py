@@ -153,3 +153,29 @@ def test_labels_revise_the_pick_only_when_they_measure_a_clear_difference():
     assert fb.with_label_evidence(d, None, np.array([36.0, 22.0]), np.array([40.0, 40.0])) is d
     # the record round-trips with its evidence
     assert Decision.from_dict(rev.to_dict()).evidence == rev.evidence
+
+
+def test_cost_margins_are_lambda_times_the_extra_cost_plus_the_floor():
+    costs = np.array([1.0, 3.0, 0.5])
+    assert fb.cost_margins(None, 0, 0.05, 0.1) is None and fb.cost_margins(costs, 0) is None
+    assert fb.cost_margins(costs, 0, lam=0.1) == pytest.approx([0.0, 0.2, -0.05])
+    assert fb.cost_margins(costs, 0, epsilon=0.05) == pytest.approx([0.05, 0.05, 0.05])
+    assert fb.cost_margins(costs, 2, epsilon=0.05, lam=0.1) == pytest.approx([0.1, 0.3, 0.05])
+
+
+def test_a_revision_under_a_cost_knob_needs_the_lead_the_knob_asks_of_a_dearer_model():
+    # the same records that revise 0 -> 1 on accuracy alone (50 % vs 70 % on 100 each) ...
+    belief = _belief([0.70, 0.68])
+    correct, counted = np.array([50.0, 70.0]), np.array([100.0, 100.0])
+    params = fb.FeedbackParams()
+    assert fb.revise(belief, 0, correct, counted, 0, params).model == 1
+    mean, cov = belief.posterior(correct, counted)
+    lead = float(mean[1] - mean[0])
+    # ... do not when model 1 costs so much more that lambda asks for a bigger lead than the evidence shows
+    dear = fb.cost_margins(np.array([0.0, lead / 0.5]), 0, lam=0.5)
+    assert fb.revise(belief, 0, correct, counted, 0, params, dear) is None
+    # and a cheaper model needs less: the same records with model 1 cheaper still revise, with more confidence
+    cheap = fb.cost_margins(np.array([1.0, 0.0]), 0, lam=0.05)
+    rev = fb.revise(belief, 0, correct, counted, 0, params, cheap)
+    assert rev is not None and rev.model == 1
+    assert rev.prob == pytest.approx(fb.prob_better(mean, cov, 1, 0, 0.01 - 0.05))

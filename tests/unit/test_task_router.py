@@ -88,7 +88,7 @@ async def test_labelled_samples_fold_and_join_the_pool(learned, encoder, store):
 
 
 def test_sources_are_the_documented_ones():
-    assert SOURCES == ("cached", "final", "provisional", "instance", "explicit")
+    assert SOURCES == ("cached", "final", "provisional", "instance", "explicit", "revised", "explore")
 
 
 @pytest.mark.parametrize("model", ["big", "code"])

@@ -58,3 +58,25 @@ def test_keys_share_the_task_hash_tag_and_carry_the_version():
     assert layout.key("t", "agg") == "llmr:{t}:abc123:agg"
     assert layout.key("t", "final") == "llmr:{t}:abc123:final"
     assert layout.key("t", "samples") == "llmr:{t}:samples"
+
+
+def test_feedback_keys_share_the_task_slot_and_the_outcome_hash_reads_back():
+    layout = TaskStateLayout("llmr", "v1", 3)
+    keys = [layout.key("t1", "out"), layout.key("t1", "history"), layout.key("t1", "history", "e0.05"),
+            layout.request_key("t1", "ab" * 16)]
+    assert keys == ["llmr:{t1}:v1:out", "llmr:{t1}:v1:history", "llmr:{t1}:v1:history:e0.05",
+                    "llmr:{t1}:v1:req:" + "ab" * 16]
+    assert layout.key("t1", "out", "e0.05") == "llmr:{t1}:v1:out"  # outcomes are the task's, whatever the knobs
+    correct, counted = layout.outcomes({"c:0": "1.5", "n:0": "2", "n:2": "1", "c:2": "0"})
+    assert correct.tolist() == [1.5, 0.0, 0.0] and counted.tolist() == [2.0, 0.0, 1.0]
+
+
+def test_request_ids_name_their_task_and_nothing_else_parses():
+    from gateway.feedback import new_request_id, parse_request_id
+
+    rid = new_request_id("my.task:1")
+    head, task = parse_request_id(rid)
+    assert task == "my.task:1" and len(head) == 32 and rid == f"{head}.my.task:1"
+    assert len(new_request_id(None)) == 32 and parse_request_id(new_request_id(None)) is None
+    for bad in ("", "x" * 32 + ".t", "ab" * 16, "AB" * 16 + ".t", "ab" * 16 + "."):
+        assert parse_request_id(bad) is None, bad

@@ -19,7 +19,8 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])  # the key: gateway
 EXPLAINED: dict[int | str, dict[str, Any]] = {
     200: {"description": "The upstream's response, with `model` set to the model that answered and a "
                          "`router` object (decision, chosen model, scores, p_hat). Headers: x-router-model, "
-                         "x-router-decision, x-router-task-id, x-router-artifact, x-router-cost-usd. "
+                         "x-router-decision, x-router-task-id, x-router-request-id (for POST /v1/router/feedback), "
+                         "x-router-artifact, x-router-cost-usd. "
                          "With `stream: true`, server-sent events; the first chunk carries `router`."},
 }
 

@@ -223,6 +223,10 @@ class FeedbackSettings(_Strict):
     margin: float = Field(0.01, ge=0, description="Accuracy the other model must be ahead by.")
     min_outcomes: int = Field(20, ge=1, description="Outcomes of the served model before it can be replaced.")
     max_revisions: int = Field(2, ge=0, description="Revisions per task and set of knobs (then it stays).")
+    coverage_threshold: float = Field(0.5, ge=0, le=1, description="A task whose coverage is below this "
+                                      "needs feedback (GET /v1/router/tasks?needs_feedback=true, the gauge).")
+    max_listed_tasks: int = Field(100_000, ge=1, description="Cap on the tasks whose coverage is kept for "
+                                  "that list (past it the best-covered are dropped).")
 
 
 class GatewayConfig(_Strict):

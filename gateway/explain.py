@@ -20,6 +20,8 @@ def router_object(choice: Choice, artifact: str, outcome: Outcome | None = None,
                            "task_id": choice.task_id, "artifact": artifact, **(details or {})}
     if choice.request_id is not None:
         out["request_id"] = choice.request_id
+    if choice.coverage is not None:
+        out["coverage"] = round(choice.coverage, 4)
     if outcome is not None:
         out["served_model"] = outcome.served
         if outcome.failures:
@@ -41,6 +43,8 @@ def headers(choice: Choice, artifact: str, served: str, cost_usd: float | None,
         h["x-router-task-id"] = choice.task_id
     if choice.request_id is not None:
         h["x-router-request-id"] = choice.request_id
+    if choice.coverage is not None:
+        h["x-router-coverage"] = f"{choice.coverage:.4f}"
     if cost_usd is not None:
         h["x-router-cost-usd"] = f"{cost_usd:.8f}"
     if outcome is not None and outcome.failures:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from router_core import coverage as cov
 from router_core import feedback as fb
 from router_core.decision import Decision
 from router_core.router import Router
@@ -103,6 +104,9 @@ class Feedback:
         request's even where the choice has none (a model named explicitly)."""
         choice = await self.explore(choice)
         choice.request_id = new_request_id(task_id if self.settings.enabled else None)
+        if choice.task_id is not None and choice.source != "explore":
+            found = self.coverage_of(choice.decision)
+            choice.coverage = found.coverage if found is not None else None
         return choice
 
     async def record(self, choice: Choice, served: str, prompt: str) -> None:
@@ -116,6 +120,8 @@ class Feedback:
         try:
             await self.store.record(task, rid, self.models.index(served), knobs.variant(self.default), knobs.epsilon,
                                     knobs.lam, choice.predictions, prompt if self.settings.store_prompts else None)
+            if choice.source == "final" and choice.coverage is not None:  # this request made it final
+                await self._keep_coverage(task, choice.coverage)
         except StoreUnavailable as exc:
             log.debug("request %s not recorded for feedback: %s", choice.request_id, exc)
 
@@ -159,6 +165,32 @@ class Feedback:
             revised = await self.revise(task, counted, counted.outcomes)
         return Result(request_id, counted.status, task, self.models[counted.model], revised)
 
+    # -- coverage -----------------------------------------------------------------------------
+    def coverage_of(self, decision: Decision, outcomes: Outcomes | None = None) -> cov.Coverage | None:
+        """router_core's coverage of a task decision (with the served model's feedback agreement when
+        ``outcomes`` has some); None for a decision without task scores."""
+        if decision.u is None or decision.model not in decision.p_hat or decision.model not in self.models:
+            return None
+        agree = None
+        served = self.models.index(decision.model)
+        if outcomes is not None and outcomes.counted[served] > 0 and (decision.expected or decision.s3):
+            belief = self._belief(decision)
+            agree = cov.agreement(float(belief.mean[served]), float(outcomes.correct[served]),
+                                  float(outcomes.counted[served]), float(np.hypot(belief.sigma, belief.level_sd)))
+        return cov.coverage(decision.p_hat[decision.model], decision.u, self.learned.u_train, agree)
+
+    async def _keep_coverage(self, task: str, value: float) -> None:
+        below = await self.store.set_coverage(task, value, self.settings.coverage_threshold,
+                                              self.settings.max_listed_tasks)
+        metrics.TASKS_NEEDING_FEEDBACK.set(below)
+
+    async def needing(self, below: float | None, limit: int) -> tuple[list[tuple[str, float]], int]:
+        """Tasks (with their coverage) lowest first, under ``below`` when given; how many are."""
+        rows, count = await self.store.covered(below, limit)
+        if below == self.settings.coverage_threshold:
+            metrics.TASKS_NEEDING_FEEDBACK.set(count)
+        return rows, count
+
     def _belief(self, decision: Decision) -> fb.Belief:
         # a stored decision lists its models in ranking order; the prior is per model column
         return fb.Belief.of_decision(replace(decision, models=self.models), self.learned.calibration)
@@ -178,18 +210,27 @@ class Feedback:
         rev = fb.revise(self._belief(current), served, outcomes.correct, outcomes.counted, current.revision,
                         self.params, extra)
         if rev is None:
+            await self._update_coverage(task, current, outcomes)
             return None
         new_model = self.models[rev.model]
         rest = [self.models[int(i)] for i in np.argsort(-rev.mean, kind="stable") if int(i) != rev.model]
         new = replace(current, model=new_model, ranking=[new_model, *rest], revision=current.revision + 1)
         if not await self.store.revise(task, variant, record, new, rev.evidence(self.models)):
             return None  # another process revised it first
+        await self._update_coverage(task, new, outcomes)
         metrics.REVISIONS.labels(current.model, new_model).inc()
         log.info("task %s: decision revised from %s to %s on its outcomes (P=%.3f)", task, current.model,
                  new_model, rev.prob)
         return new
 
-    async def task_view(self, task: str, variant: str) -> dict[str, Any]:
-        """The task's outcomes per model and its decision history (the tasks API)."""
+    async def _update_coverage(self, task: str, decision: Decision, outcomes: Outcomes) -> None:
+        found = self.coverage_of(decision, outcomes)
+        if found is not None:
+            await self._keep_coverage(task, found.coverage)
+
+    async def task_view(self, task: str, variant: str, decision: Decision | None) -> dict[str, Any]:
+        """The task's outcomes per model, its decision history and its coverage (the tasks API)."""
         outcomes = await self.store.outcomes(task)
-        return {"outcomes": outcomes.by_model(self.models), "history": await self.store.history(task, variant)}
+        found = self.coverage_of(decision, outcomes) if decision is not None else None
+        return {"outcomes": outcomes.by_model(self.models), "history": await self.store.history(task, variant),
+                "coverage": found.to_dict() if found is not None else None}

@@ -160,6 +160,45 @@ class FeedbackStore:
         rec: dict[str, Any] = json.loads(raw)
         return rec if rec.get("version") == self.layout.version else None
 
+    async def set_coverage(self, task: str, value: float, threshold: float, cap: int) -> int:
+        """Keep the task's coverage (past ``cap`` tasks the best-covered go); how many are below
+        ``threshold``."""
+        key = self.layout.coverage_key()
+
+        async def run() -> list[Any]:
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.zadd(key, {task: value})
+            pipe.zcard(key)
+            pipe.zcount(key, "-inf", f"({threshold}")
+            return await pipe.execute()
+
+        _, size, below = await self.store.call("coverage", run)
+        if int(size) > cap:
+            await self.store.call("coverage", lambda: self.store.client.zpopmax(key, int(size) - cap))
+        return int(below)
+
+    async def covered(self, below: float | None, limit: int) -> tuple[list[tuple[str, float]], int]:
+        """Tasks with their coverage, lowest first (only those under ``below`` when given), whose final
+        decision still exists (the others are dropped from the set); and how many are under ``below``."""
+        key = self.layout.coverage_key()
+        top = f"({below}" if below is not None else "+inf"
+        raw = await self.store.call("coverage", lambda: self.store.client.zrangebyscore(
+            key, "-inf", top, start=0, num=limit, withscores=True))
+        rows: list[tuple[str, float]] = [(str(row[0]), float(row[1])) for row in raw]
+
+        async def alive() -> list[Any]:
+            pipe = self.store.client.pipeline(transaction=False)
+            for task, _ in rows:
+                pipe.exists(self.layout.key(task, "final"))
+            return await pipe.execute()
+
+        exists = await self.store.call("coverage", alive) if rows else []
+        gone = [t for (t, _), e in zip(rows, exists) if not e]
+        if gone:
+            await self.store.call("coverage", lambda: self.store.client.zrem(key, *gone))
+        count = await self.store.call("coverage", lambda: self.store.client.zcount(key, "-inf", top))
+        return [row for row, e in zip(rows, exists) if e], int(count)
+
     async def history(self, task: str, variant: str) -> list[dict[str, Any]]:
         """Every final decision of the variant, oldest first (the first one alone until a revision)."""
         async def run() -> list[Any]:

@@ -56,6 +56,10 @@ REVISIONS = Counter(
     "llm_router_decision_revisions_total",
     "Final task decisions revised on the task's outcome feedback, by the model replaced and the new one.",
     ["from_model", "to_model"])
+TASKS_NEEDING_FEEDBACK = Gauge(
+    "llm_router_tasks_needing_feedback",
+    "Tasks whose coverage (how far the router's prediction for them can be trusted) is below "
+    "feedback.coverage_threshold, as of the last coverage update.", multiprocess_mode="max")
 FALLBACKS = Counter(
     "llm_router_fallbacks_total", "Requests answered by a fallback model after the first choice failed.",
     ["from_model", "to_model"])

@@ -61,6 +61,7 @@ class Choice:
     knobs: Knobs | None = None  # what it was decided under (None: explicit, no routing)
     predictions: np.ndarray | None = None  # the prompt's g row, when it was embedded (for feedback)
     request_id: str | None = None  # x-router-request-id (gateway.feedback)
+    coverage: float | None = None  # x-router-coverage: how far the task's prediction can be trusted
 
     @property
     def order(self) -> list[str]:

@@ -96,6 +96,10 @@ class TaskStateLayout:
                                             base64, when it was embedded), ``p`` (the prompt,
                                             only with ``feedback.store_prompts``), ``s`` (its
                                             score, once fed back)               (feedback.ttl_s)
+        <prefix>:coverage:<version>         sorted set: task -> its coverage (router_core.coverage),
+                                            for ``GET /v1/router/tasks?needs_feedback=true`` (one
+                                            key for all tasks; entries of forgotten or expired tasks
+                                            are dropped when listed, the highest first past a cap)
 
     The hash's fields are named as :class:`router_core.state.TaskAggregates` names the sums:
     ``n``, ``sum_u``, and per model column ``i`` ``sum_g:<i>``, ``sum_gbar:<i>`` (integer counts,
@@ -118,6 +122,10 @@ class TaskStateLayout:
             return f"{self.prefix}:{{{task}}}:samples"
         suffix = f":{variant}" if variant and name in ("final", "history") else ""
         return f"{self.prefix}:{{{task}}}:{self.version}:{name}{suffix}"
+
+    def coverage_key(self) -> str:
+        """Every task's coverage (not a task's key: its own slot in a Redis Cluster)."""
+        return f"{self.prefix}:coverage:{self.version}"
 
     def request_key(self, task: str, request: str) -> str:
         """One routed request's record (``request``: the random part of its ID)."""

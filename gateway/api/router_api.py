@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import GatewayError, bad_request
@@ -33,6 +33,21 @@ def _by_model(models: list[str], values: Any) -> dict[str, float] | None:
     return None if values is None else {m: round(float(v), 6) for m, v in zip(models, values)}
 
 
+@router.get("/tasks", summary="Tasks by coverage, lowest first; ?needs_feedback=true: those below the threshold")
+async def list_tasks(needs_feedback: bool = False, limit: int = Query(100, ge=1, le=10_000),
+                     rt: Runtime = Depends(get_runtime)) -> Response:
+    """Coverage (router_core.coverage) in [0, 1]: how far the router's prediction for a task can be
+    trusted; a task below ``feedback.coverage_threshold`` gains most from labels or outcome feedback.
+    Tasks are listed once their decision is final (and re-scored as feedback arrives)."""
+    threshold = rt.config.feedback.coverage_threshold
+    try:
+        rows, count = await rt.feedback.needing(threshold if needs_feedback else None, limit)
+    except StoreUnavailable as exc:
+        raise _unavailable(exc) from None
+    return JSONResponse({"threshold": threshold, "count": count,
+                         "tasks": [{"task_id": t, "coverage": round(c, 4)} for t, c in rows]})
+
+
 @router.get("/tasks/{task_id}", summary="A task's running sums, its decision (final or provisional) and samples")
 async def get_task(task_id: str, request: Request, model: str | None = None,
                    rt: Runtime = Depends(get_runtime)) -> Response:
@@ -44,7 +59,7 @@ async def get_task(task_id: str, request: Request, model: str | None = None,
     knobs = knobs_of(rt, request, model)
     try:
         state = await rt.task_router.task_state(task_id, knobs)
-        loop = await rt.feedback.task_view(task_id, knobs.variant(rt.task_router.default))
+        loop = await rt.feedback.task_view(task_id, knobs.variant(rt.task_router.default), state.decision)
     except StoreUnavailable as exc:
         raise _unavailable(exc) from None
     agg = state.aggregates

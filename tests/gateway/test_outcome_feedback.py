@@ -27,7 +27,9 @@ def feedback_config(router_dir, router, upstream, redis_url, **feedback: Any) ->
 
 @pytest.fixture(scope="module")
 def gw(router_dir, router, upstream, redis_url, encoder) -> Iterator[ThreadGateway]:
-    g = ThreadGateway(feedback_config(router_dir, router, upstream, redis_url), encoder).start()
+    # every task is below this threshold unless its coverage is exactly 1
+    g = ThreadGateway(feedback_config(router_dir, router, upstream, redis_url, coverage_threshold=1.0),
+                      encoder).start()
     yield g
     g.stop()
 
@@ -256,3 +258,35 @@ def test_openapi_documents_the_feedback_route(gw):
     op = doc["paths"]["/v1/router/feedback"]["post"]
     assert {"200", "400", "401", "404", "503"} <= set(op["responses"])
     assert json.dumps(op["requestBody"]).count("FeedbackRequest")
+
+
+def test_coverage_per_task_in_headers_body_and_the_low_coverage_list(gw, sdk, bench, task_id, router):
+    from router_core import coverage as cov
+
+    prompts = bench.held_out["arc-challenge"]
+    raw = sdk.chat.completions.with_raw_response.create(model="router", messages=chat(prompts[0]),
+                                                       extra_headers={"X-Task-ID": task_id})
+    info = raw.parse().model_extra["router"]
+    assert 0.0 <= info["coverage"] <= 1.0 and raw.headers["x-router-coverage"] == f"{info['coverage']:.4f}"
+    # it is router_core's coverage of the decision the response shows
+    p, u = info["p_hat"][info["chosen_model"]], task(gw.url, task_id)["decision"]["u"]
+    assert info["coverage"] == pytest.approx(cov.coverage(p, u, router.u_train).coverage, abs=1e-4)
+    _, _, lone = ask(sdk, prompts[1], None)  # no task: no coverage
+    listed = httpx.get(gw.url + "/v1/router/tasks?needs_feedback=true&limit=10000", headers=AUTH).json()
+    assert task_id not in [t["task_id"] for t in listed["tasks"]]  # listed once final
+    assert [ask(sdk, p, task_id)[0] for p in prompts[2:MIN_SAMPLES + 1]][-1] == "final"
+    listed = httpx.get(gw.url + "/v1/router/tasks?needs_feedback=true&limit=10000", headers=AUTH).json()
+    assert listed["threshold"] == 1.0 and listed["count"] >= 1
+    mine = [t for t in listed["tasks"] if t["task_id"] == task_id]
+    assert len(mine) == 1 and mine[0]["coverage"] == task(gw.url, task_id)["coverage"]["coverage"]
+    assert [t["coverage"] for t in listed["tasks"]] == sorted(t["coverage"] for t in listed["tasks"])
+    assert metric(gw.url, "llm_router_tasks_needing_feedback") >= 1
+    # feedback on the served model adds its agreement with the prediction
+    _, _, rid = ask(sdk, prompts[MIN_SAMPLES + 1], task_id)
+    feed(gw.url, rid, 0)
+    state = task(gw.url, task_id)
+    assert state["coverage"]["agreement"] is not None and 0 <= state["coverage"]["agreement"] <= 1
+    # a forgotten task leaves the list
+    assert httpx.delete(f"{gw.url}/v1/router/tasks/{task_id}", headers=AUTH).json()["deleted"] is True
+    listed = httpx.get(gw.url + "/v1/router/tasks?needs_feedback=true&limit=10000", headers=AUTH).json()
+    assert task_id not in [t["task_id"] for t in listed["tasks"]]

@@ -179,3 +179,24 @@ def test_a_revision_under_a_cost_knob_needs_the_lead_the_knob_asks_of_a_dearer_m
     rev = fb.revise(belief, 0, correct, counted, 0, params, cheap)
     assert rev is not None and rev.model == 1
     assert rev.prob == pytest.approx(fb.prob_better(mean, cov, 1, 0, 0.01 - 0.05))
+
+
+def test_coverage_signals_on_hand_computed_cases():
+    from router_core import coverage as cov
+
+    assert cov.reliability(0.75) == pytest.approx(0.5) and cov.reliability(0.4) == 0.0 and cov.reliability(1.0) == 1.0
+    u_train = np.array([0.1, 0.2, 0.3, np.nan, 0.4])
+    assert cov.closeness(0.25, u_train) == pytest.approx(0.5)  # 0.3 and 0.4 are at least as far
+    assert cov.closeness(0.05, u_train) == 1.0 and cov.closeness(0.5, u_train) == 0.0
+    assert cov.agreement(0.7, 0.0, 0.0, 0.1) is None
+    # 14 of 20 right against a prediction of 0.7: the observation agrees exactly (a = (14 + 0.175) / 20.25)
+    a = (14 + 0.25 * 0.7) / 20.25
+    z = abs(a - 0.7) / math.sqrt(0.01 + a * (1 - a) / 20)
+    assert cov.agreement(0.7, 14.0, 20.0, 0.1) == pytest.approx(math.erfc(z / math.sqrt(2)))
+    # 2 of 20 right against 0.7 is far from it
+    assert cov.agreement(0.7, 2.0, 20.0, 0.1) < 0.01
+    c = cov.coverage(0.75, 0.25, u_train)
+    assert c.coverage == pytest.approx(math.sqrt(0.5 * 0.5)) and c.agreement is None
+    c3 = cov.coverage(0.75, 0.25, u_train, 0.2)
+    assert c3.coverage == pytest.approx((0.5 * 0.5 * 0.2) ** (1 / 3))
+    assert c3.to_dict() == {"coverage": round(c3.coverage, 4), "reliability": 0.5, "closeness": 0.5, "agreement": 0.2}

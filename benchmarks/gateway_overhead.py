@@ -9,6 +9,8 @@ Scenarios (all POST /v1/chat/completions, one short user message), by their ``--
                                concurrent prompts embedded together (``embedding.batch``, the default)
 * ``gateway_fresh_unbatched``  the same with ``embedding.batch: false`` (each request embeds alone)
 * ``gateway_explicit``         our gateway, a configured model named directly (no routing)
+* ``gateway_cached_nofeedback`` ``gateway_cached`` with ``feedback.enabled: false`` (no request record is
+                               written: the price of outcome feedback on the request path is the gap)
 * ``gateway_cached_2workers``  ``gateway_cached`` with ``serve --workers 2``
 * ``gateway_cached_tracing``   ``gateway_cached`` with OpenTelemetry tracing on, every span exported over
                                OTLP/HTTP to a receiver on loopback in this process (devtools/otlp_receiver.py)
@@ -114,6 +116,7 @@ SCENARIOS = {"direct": "direct (local upstream)",
              "gateway_fresh": "gateway, fresh task + new prompt text (batched embedding)",
              "gateway_fresh_unbatched": "gateway, fresh task + new prompt text (embedding.batch: false)",
              "gateway_explicit": "gateway, explicit model (no routing)",
+             "gateway_cached_nofeedback": "gateway, cached task decision, feedback.enabled: false",
              "gateway_cached_2workers": "gateway, cached task decision, --workers 2",
              "gateway_cached_tracing": "gateway, cached task decision, tracing on (OTLP to loopback)",
              "litellm_proxy": "LiteLLM Proxy 1.106.12"}
@@ -189,6 +192,7 @@ def main() -> None:
             stop_all([proc])
         variants: list[tuple[str, str, int, dict[str, Any]]] = [
             ("gateway_fresh_unbatched", "fresh", 1, {"embedding": {"batch": False}}),
+            ("gateway_cached_nofeedback", "cached", 1, {"feedback": {"enabled": False}}),
             ("gateway_cached_2workers", "cached", 2, {})]
         for key, mode, workers, sections in variants:
             if key in wanted:

@@ -79,3 +79,31 @@ def test_tasks_on_every_node_route_share_and_reset(cluster, router_dir, router, 
         assert httpx.get(gw.url + "/health/readiness").json()["redis"] == "ok"
     finally:
         gw.stop()
+
+
+def test_feedback_and_the_coverage_list_on_a_cluster(cluster, router_dir, router, upstream, encoder, bench):
+    """The feedback scripts use one task's keys (one slot); the coverage list is a key of its own slot."""
+    cfg = make_config(router_dir, router.models, upstream.url, cluster[0].url,
+                      feedback={"min_outcomes": 1, "coverage_threshold": 1.0})
+    cfg["redis"]["cluster"] = True
+    gw = ThreadGateway(cfg, encoder).start()
+    try:
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key=API_KEY, max_retries=0)
+        tid = f"cf-{uuid.uuid4().hex[:8]}"
+        rids = []
+        for p in bench.held_out["arc-challenge"][:MIN_SAMPLES + 1]:
+            raw = client.chat.completions.with_raw_response.create(
+                model="router", messages=chat(p), extra_headers={"X-Task-ID": tid})
+            rids.append(raw.headers["x-router-request-id"])
+        for rid, want in ((rids[-1], "counted"), (rids[-1], "repeat")):
+            r = httpx.post(f"{gw.url}/v1/router/feedback", headers=AUTH, json={"request_id": rid, "correct": 0})
+            assert r.status_code == 200 and r.json()["status"] == want, r.text
+        state = httpx.get(f"{gw.url}/v1/router/tasks/{tid}", headers=AUTH).json()
+        assert sum(o["counted"] for o in state["outcomes"].values()) == 1 and state["history"]
+        listed = httpx.get(f"{gw.url}/v1/router/tasks?needs_feedback=true&limit=10000", headers=AUTH).json()
+        assert tid in [t["task_id"] for t in listed["tasks"]]
+        assert httpx.delete(f"{gw.url}/v1/router/tasks/{tid}", headers=AUTH).json()["deleted"] is True
+        listed = httpx.get(f"{gw.url}/v1/router/tasks?needs_feedback=true&limit=10000", headers=AUTH).json()
+        assert tid not in [t["task_id"] for t in listed["tasks"]]
+    finally:
+        gw.stop()

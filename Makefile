@@ -62,8 +62,9 @@ CI_STORE ?= /var/lib/containers/llm-router-ci
 CI_PODMAN = podman --root $(CI_STORE) --runroot /run/llm-router-ci \
   --storage-driver $(if $(shell grep -w overlay /proc/filesystems 2>/dev/null),overlay,vfs)
 image-test: install
-	export PODMAN="$(CI_PODMAN)" IMAGE_DATA=$(IMAGE_DATA) && base=$$(deploy/image/base.sh) \
-	  && IMAGE_BASE=$$base IMAGE_PIP=machine PYTHON=$(PY) deploy/image/build.sh $(IMAGE) \
+	export PODMAN="$(CI_PODMAN)" IMAGE_DATA=$(IMAGE_DATA) && base=$$(deploy/image/base.sh build) \
+	  && runtime=$$(deploy/image/base.sh runtime) \
+	  && IMAGE_BASE=$$base IMAGE_RUNTIME_BASE=$$runtime IMAGE_PIP=machine PYTHON=$(PY) deploy/image/build.sh $(IMAGE) \
 	  && $(PY) deploy/image/smoke.py $(IMAGE)
 
 clean:

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `make image`: builds deploy/Dockerfile with podman, as `docker build` would, without a daemon.
-# With no settings it uses the Dockerfile's defaults, as a real build does. Two settings let a
+# With no settings it uses the Dockerfile's defaults, as a real build does. These settings let a
 # machine without access to a container registry or to the PyTorch index build it too:
-#   IMAGE_BASE=NAME   the base image of every stage (the PYTHON_IMAGE build argument), e.g. the
-#                     one deploy/image/base.sh makes with debootstrap
+#   IMAGE_BASE=NAME   the base image of the build stages (the PYTHON_IMAGE build argument), e.g.
+#                     the one `deploy/image/base.sh build` makes with debootstrap
+#   IMAGE_RUNTIME_BASE=NAME  the final stage's (RUNTIME_IMAGE; default IMAGE_BASE), e.g. the one
+#                     `deploy/image/base.sh runtime` makes
 #   IMAGE_PIP=machine pip in the build uses this machine's index configuration (machine_pip.py)
 # Usage: deploy/image/build.sh [TAG]
 #   IMAGE_DATA: the benchmark folder the baked router is built from (the `routerdata` build
@@ -18,7 +20,7 @@ data=${IMAGE_DATA:-../shared/data/routerbench-subset}
 # docker format: the OCI format has no HEALTHCHECK
 args=(--isolation chroot --format docker -f deploy/Dockerfile --build-context "routerdata=$data" -t "$tag")
 if [ -n "${IMAGE_BASE:-}" ]; then
-  args+=(--build-arg "PYTHON_IMAGE=$IMAGE_BASE")
+  args+=(--build-arg "PYTHON_IMAGE=$IMAGE_BASE" --build-arg "RUNTIME_IMAGE=${IMAGE_RUNTIME_BASE:-$IMAGE_BASE}")
 fi
 if [ "${IMAGE_PIP:-}" = machine ]; then
   conf=$(mktemp -d)

@@ -6,9 +6,11 @@ writable tmpfs exactly where docker-compose.yaml gives the gateway one, and its 
 command (`llm-router serve` with the baked router) run under chroot as the image's user, with the
 image's environment and working directory. The gateway config is the compose stack's, pointed at
 the project's fake upstream on loopback (serving the baked artifact's models) and at serve's
-embedded Redis. Checks: readiness, one routed
-chat completion answered by a model of the baked artifact, /metrics counting it, the process's uid
-and its read-only root. Prints the image's size.
+embedded Redis. Checks: the image's Python cannot import torch or sentence-transformers (the
+final stage has the serving environment only), readiness, the serving processes run the encoder on
+ONNX Runtime (they map libonnxruntime and no torch library), one routed chat completion answered by
+a model of the baked artifact, /metrics counting it, the process's uid and its read-only root.
+Prints the image's size.
 
 Needs root, podman and util-linux (unshare, mount, chroot); nothing a `docker build` would not put
 in the image. Usage: python deploy/image/smoke.py [IMAGE]
@@ -116,11 +118,21 @@ def write_config(path: Path, upstream: str) -> None:
     path.write_text(yaml.safe_dump(cfg))
 
 
-def launch_script(rootfs: Path, view: Path, config_dir: Path, image: ImageConfig, argv: list[str],
-                  env: dict[str, str]) -> str:
-    """Shell run inside `unshare --mount`: the read-only view, its writable places, then the entrypoint."""
+@dataclass(frozen=True)
+class View:
+    """The image's file system as the gateway sees it: read-only, with tmpfs and the mounted config."""
+
+    rootfs: Path
+    view: Path
+    config_dir: Path
+    config_target: str  # the config file's path inside the image
+
+
+def launch_script(v: View, image: ImageConfig, argv: list[str], env: dict[str, str]) -> str:
+    """Shell run inside `unshare --mount`: the read-only view, its writable places, then ``argv``."""
     q = shlex.quote
-    target = view / option(argv, "--config").lstrip("/")
+    rootfs, view, config_dir = v.rootfs, v.view, v.config_dir
+    target = view / v.config_target.lstrip("/")
     lines = [f"mount --bind {q(str(rootfs))} {q(str(view))}",
              f"mount -o remount,bind,ro {q(str(view))}"]
     for spec in compose_gateway().get("tmpfs", []):
@@ -187,6 +199,69 @@ def process_facts(pid: int) -> tuple[str, str]:
     return uid, root_opts
 
 
+TORCH_MODULES = ("torch", "sentence_transformers", "transformers")
+
+
+def image_python(v: View, image: ImageConfig, code: str) -> subprocess.CompletedProcess:
+    """``python -c code`` in the image, run as the gateway is (its view, its user, its environment)."""
+    script = launch_script(v, image, ["python", "-c", code], image.env)
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=300)
+
+
+def last_line(proc: subprocess.CompletedProcess) -> str:
+    return (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+
+
+def check_no_torch(v: View, image: ImageConfig) -> None:
+    """The serving modules import in the image; torch and sentence-transformers are not there."""
+    serving = image_python(v, image, "import onnxruntime, tokenizers, hnswlib, gateway.app")
+    check(serving.returncode == 0, "the image's python imports onnxruntime, tokenizers, hnswlib, gateway.app"
+          + ("" if serving.returncode == 0 else f": {last_line(serving)}"))
+    for module in TORCH_MODULES:
+        proc = image_python(v, image, f"import {module}")
+        check(proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr,
+              f"`import {module}` fails in the image ({last_line(proc)})")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (serve's workers are its children)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        out.append(todo.pop())
+        todo += children.get(out[-1], [])
+    return out
+
+
+def mapped_libraries(pid: int) -> set[str]:
+    names: set[str] = set()
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return names  # exited meanwhile
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and ".so" in fields[5]:
+            names.add(Path(fields[5]).name)
+    return names
+
+
+def check_onnx_encoder(gateway_pid: int) -> None:
+    """Serving loaded the encoder on ONNX Runtime, and torch nowhere (readiness waits for the warm-up)."""
+    libs = {pid: mapped_libraries(pid) for pid in process_tree(gateway_pid)}
+    onnx = [pid for pid, names in libs.items() if any(n.startswith("libonnxruntime") for n in names)]
+    torch = [pid for pid, names in libs.items() if any(n.startswith(("libtorch", "libc10")) for n in names)]
+    check(bool(onnx), f"{len(onnx)} serving process(es) run the encoder on ONNX Runtime (libonnxruntime mapped)")
+    check(not torch, "no serving process maps a torch library")
+
+
 def baked_artifact(rootfs: Path, config: Path) -> dict:
     """The manifest of the router artifact the gateway config names, read from the image."""
     artifact = yaml.safe_load(config.read_text())["router"]["artifact"]
@@ -242,14 +317,16 @@ def main() -> None:
         config = work / "config" / Path(option(argv, "--config")).name
         write_config(config, up_url)
         manifest = baked_artifact(rootfs, config)
+        (work / "view").mkdir()
+        view = View(rootfs, work / "view", work / "config", option(argv, "--config"))
+        check_no_torch(view, cfg)
         upstream = start(upstream_argv(up_port, manifest["models"]), work / "upstream.log")
         gateway = None
         try:
             wait_for(lambda: httpx.get(up_url + "/v1/models", timeout=2).status_code == 200, "fake upstream",
                      upstream, work / "upstream.log")
-            (work / "view").mkdir()
             env = {**cfg.env, "LLM_ROUTER_API_KEY": API_KEY, "UPSTREAM_API_KEY": "sk-upstream-smoke"}
-            script = launch_script(rootfs, work / "view", work / "config", cfg, argv, env)
+            script = launch_script(view, cfg, argv, env)
             print(f"image {image}: {' '.join(argv)} as {cfg.user}, read-only root")
             started = time.monotonic()
             gateway = start(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
@@ -261,6 +338,7 @@ def main() -> None:
             uid, root_opts = process_facts(gateway.pid)
             check(uid == cfg.user.split(":")[0], f"runs as uid {uid}")
             check("ro" in root_opts.split(","), f"root file system mounted {root_opts}")
+            check_onnx_encoder(gateway.pid)
             check_gateway(url, manifest)
         finally:
             for proc in (gateway, upstream):

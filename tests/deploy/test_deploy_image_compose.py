@@ -149,11 +149,74 @@ def test_final_stage_runs_unprivileged_and_serves_the_mounted_config():
     assert probe.group(2) in {r.path for r in health.routes}
 
 
+def named_stages() -> dict[str, list[dict]]:
+    """Each named stage's instructions, its FROM first."""
+    return {s[0]["value"].split()[-1]: s for s in stages() if " AS " in s[0]["value"].upper()}
+
+
+def stage_chain(name: str) -> list[list[dict]]:
+    """The stage ``name`` and the named stages it is built FROM, down to a base image."""
+    named = named_stages()
+    chain = [named[name]]
+    while (parent := chain[-1][0]["value"].split()[0]) in named:
+        chain.append(named[parent])
+    return chain
+
+
+def stage_env(stage: list[dict], name: str) -> str | None:
+    found = None
+    for ins in stage:
+        if ins["instruction"] == "ENV" and (m := re.search(rf"(?:^|\s){name}=(\S+)", ins["value"])):
+            found = m.group(1)
+    return found
+
+
+def final_copies_from() -> dict[str, str]:
+    """What the final stage copies from other stages: {destination: stage}."""
+    out = {}
+    for value in final_stage("COPY"):
+        flags, srcs, dest = copy_args(value)
+        if "from" in flags:
+            assert srcs == [dest], f"{value}: copied to another path than it was made at"
+            out[dest] = flags["from"]
+    return out
+
+
 def test_image_artifact_path_is_the_configured_one(monkeypatch):
     built = re.search(r"llm-router build .*--out (\S+)", " ".join(instructions("RUN"))).group(1)
-    copied = [copy_args(v)[2] for v in final_stage("COPY") if copy_args(v)[0].get("from") == "artifact"]
-    assert copied == [built]
+    assert built in final_copies_from()
     assert load_compose_gateway_config(monkeypatch).router.artifact == Path(built)
+
+
+def test_serving_environment_has_no_torch():
+    """The final stage's /opt/venv comes from stages that never install torch or the torch extra."""
+    venv_stage = final_copies_from()["/opt/venv"]
+    runs = [i["value"] for stage in stage_chain(venv_stage) for i in stage if i["instruction"] == "RUN"]
+    assert any("pip install ." in r for r in runs)
+    assert not [r for r in runs if "torch" in r], venv_stage
+    # and no compiler reaches the final stage: its base is an image, not a stage that installed g++
+    assert stages()[-1][0]["value"].split()[0] not in named_stages()
+
+
+def test_exported_encoder_is_where_serving_looks(monkeypatch):
+    """export-encoder writes under ROUTER_ENCODER_DIR in the stage that builds the router; the final
+    stage copies that folder to the same path and points ROUTER_ENCODER_DIR at it."""
+    from router_core.onnx_encoder import ENCODER_DIR_ENV
+
+    copies = final_copies_from()
+    exporting = [name for name, stage in named_stages().items()
+                 if any(i["instruction"] == "RUN" and "llm-router export-encoder" in i["value"] for i in stage)]
+    assert len(exporting) == 1
+    export_stage = named_stages()[exporting[0]]
+    encoder_dir = stage_env(export_stage, ENCODER_DIR_ENV)
+    assert encoder_dir and copies[encoder_dir] == exporting[0]
+    assert stage_env(stages()[-1], ENCODER_DIR_ENV) == encoder_dir
+    # the router is built after the export, with the exported encoder (the default backend, onnx)
+    runs = [i["value"] for i in export_stage if i["instruction"] == "RUN"]
+    build = next(i for i, r in enumerate(runs) if "llm-router build" in r)
+    assert build > next(i for i, r in enumerate(runs) if "export-encoder" in r)
+    assert "--encoder-backend" not in runs[build] or "--encoder-backend onnx" in runs[build]
+    assert load_compose_gateway_config(monkeypatch).embedding.backend == "onnx"
 
 
 # --- docker-compose.yaml -----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The embedding batcher (gateway/embed_batcher.py) and router_core.embed.encode_each: every caller gets its
-own vector, or its own error; a lone prompt is embedded once its window is over. Correctness only, no timing."""
+own vector, or its own error; an idle batcher embeds a lone prompt at once, a busy one collects for at most
+its window. Correctness only, no timing."""
 
 from __future__ import annotations
 
@@ -88,9 +89,9 @@ async def test_a_whole_batch_failure_reaches_every_caller_and_the_batcher_goes_o
 
 async def test_batches_are_bounded_and_the_overflow_forms_the_next():
     enc = RecordingEncoder()
-    batcher = EmbeddingBatcher(partial(encode_each, enc), window_s=10.0, max_batch=4)
+    batcher = EmbeddingBatcher(partial(encode_each, enc), window_s=0.5, max_batch=4)
     texts = prompts("code", 10)
-    # a full batch goes without waiting for the (long) window; the last two wait for theirs: cap it at 30 s
+    # a full batch goes without waiting for the window; the last two wait for theirs: cap it at 30 s
     vecs = await asyncio.wait_for(asyncio.gather(*(batcher.embed(t) for t in texts)), 30)
     assert [len(b) for b in enc.batches] == [4, 4, 2]
     assert sorted(t for b in enc.batches for t in b) == sorted(texts)
@@ -98,17 +99,28 @@ async def test_batches_are_bounded_and_the_overflow_forms_the_next():
         np.testing.assert_array_equal(v, HashEncoder().encode([t])[0])
 
 
-async def test_a_lone_prompt_is_embedded_once_its_window_is_over():
+async def test_an_idle_batcher_embeds_a_lone_prompt_at_once():
+    enc = RecordingEncoder()
+    batcher = EmbeddingBatcher(partial(encode_each, enc), window_s=60.0, max_batch=32)
+    vec = await asyncio.wait_for(batcher.embed("math alone"), 20)  # far less than the window
+    assert enc.batches == [["math alone"]]
+    np.testing.assert_array_equal(vec, HashEncoder().encode(["math alone"])[0])
+
+
+async def test_right_after_a_batch_prompts_are_collected_for_at_most_the_window():
     enc = RecordingEncoder()
     loop = asyncio.get_running_loop()
-    batcher = EmbeddingBatcher(partial(encode_each, enc), window_s=0.2, max_batch=32)
+    batcher = EmbeddingBatcher(partial(encode_each, enc), window_s=0.3, max_batch=32)
+    await batcher.embed("math first")  # idle: at once
     start = loop.time()
-    task = asyncio.ensure_future(batcher.embed("math alone"))
+    second = asyncio.ensure_future(batcher.embed("math second"))
     await asyncio.sleep(0.05)
-    assert not task.done() and enc.batches == []  # still collecting: the window is not over
-    vec = await asyncio.wait_for(task, 30)
-    assert enc.batches == [["math alone"]] and loop.time() - start >= 0.2
-    np.testing.assert_array_equal(vec, HashEncoder().encode(["math alone"])[0])
+    assert not second.done() and enc.batches == [["math first"]]  # busy: still collecting
+    third = asyncio.ensure_future(batcher.embed("math third"))
+    vecs = await asyncio.wait_for(asyncio.gather(second, third), 30)
+    assert enc.batches == [["math first"], ["math second", "math third"]]
+    assert loop.time() - start >= 0.3 - 0.01
+    np.testing.assert_array_equal(vecs[1], HashEncoder().encode(["math third"])[0])
 
 
 async def test_a_caller_that_went_away_is_left_out_of_the_batch():

@@ -201,9 +201,9 @@ class EmbeddingSettings(_Strict):
                             "or torch be installed to export it) or torch (sentence-transformers).")
     batch: bool = Field(True, description="Embed concurrent requests' prompts together (gateway/embed_batcher.py); "
                                           "false: each request embeds alone in its own thread.")
-    batch_window_ms: float = Field(2.0, ge=0, le=100, description="Longest a prompt waits for others to join its "
-                                                                  "batch (from the oldest waiting prompt; only right after a batch: "
-                                                                  "an idle gateway embeds a lone prompt at once).")
+    batch_window_ms: float = Field(2.0, ge=0, le=100, description=(
+        "Longest a prompt waits for others to join its batch (from the oldest waiting prompt; only right "
+        "after a batch: an idle gateway embeds a lone prompt at once)."))
     batch_max: int = Field(32, ge=1, le=1024, description="Prompts per batch at most (a full batch goes at once).")
 
 

@@ -197,6 +197,21 @@ def test_a_record_expires_after_feedback_ttl(router_dir, router, upstream, redis
         g.stop()
 
 
+def test_with_feedback_disabled_nothing_is_recorded_and_feedback_is_404(router_dir, router, upstream, redis_url,
+                                                                         encoder, bench, task_id):
+    g = ThreadGateway(feedback_config(router_dir, router, upstream, redis_url, enabled=False), encoder).start()
+    try:
+        sdk = openai.OpenAI(base_url=g.url + "/v1", api_key=API_KEY, max_retries=0)
+        _, _, rid = ask(sdk, bench.held_out["winogrande"][4], task_id)
+        # an answer still has an ID (to quote in logs), but not one that names the task: nothing is kept
+        assert rid is not None and len(rid) == 32 and "." not in rid
+        r = feed(g.url, rid, 1)
+        assert r.status_code == 404 and r.json()["error"]["param"] == "request_id"
+        assert task(g.url, task_id)["outcomes"] == {}  # no model has a counted outcome
+    finally:
+        g.stop()
+
+
 def test_two_gateways_on_one_redis_agree_on_one_revision(gw, router_dir, router, upstream, redis_url, encoder,
                                                         bench, task_id):
     second = ThreadGateway(feedback_config(router_dir, router, upstream, redis_url), encoder).start()

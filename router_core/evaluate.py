@@ -26,24 +26,27 @@ from . import calibration as cal
 from . import feedback as fb
 from . import loto
 from . import scores as sc
+from . import selfcheck
 from .data import BenchmarkData
 from .decision import LABEL_EVIDENCE, LABELS_IN_POOL, RoutingParams, decide_calibrated, decide_task
 from .state import TaskAggregates
 
-METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_evidence", "S3_evidence_only", "S1", "S2",
-           "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
+METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_evidence", "S3_evidence_only",
+           "S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
 # the candidates for the default (docs/results.md, "How the default is chosen"), all scored without the
 # held-out task's labels anywhere: the paper's S3 with its p_hat targets from the nested pool
 # (S3_nested), the calibrated expected accuracy with its strength chosen by inner leave-one-task-out,
-# and the same at full strength
-CANDIDATES = ("S3_nested", "calibrated", "calibrated_full")
+# and the same at full strength; S3_selfcheck: S3_nested with its fallback threshold chosen by inner
+# leave-one-task-out on the training tasks (router_core.selfcheck)
+CANDIDATES = ("S3_nested", "S3_selfcheck", "calibrated", "calibrated_full")
 PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
 # evidence"): the paper's (labels join the neighbour pool), the same then revised by the labels as
 # direct evidence (feedback.with_label_evidence), revised by them without joining the pool, and the
 # calibrated method's labels posterior
 LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated")
-CANDIDATE_METHOD = {"S3_nested": "paper", "calibrated": "calibrated", "calibrated_full": "calibrated"}
+CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner LOTO (not a method yet)",
+                    "calibrated": "calibrated", "calibrated_full": "calibrated"}
 
 
 def default_pick(method: str, alpha: float) -> str:
@@ -62,6 +65,7 @@ class Nested:
     calibrations: dict[str, cal.Calibration]
     u: np.ndarray  # (D,) task descriptors in that pool (the held-out row unused)
     p: np.ndarray  # (D, M) p(d, m) targets in that pool
+    eta: float = sc.ETA  # the fallback threshold the training tasks chose (router_core.selfcheck)
 MAX_LABELLED = 50
 
 
@@ -113,6 +117,7 @@ def default_calibrations(data: BenchmarkData, vectors: np.ndarray, params: Routi
     worlds = loto.Worlds(vectors, data.tasks, data.labels, params.k, params.u_k)
     if worlds.names != table.task_names:
         raise AssertionError("task order differs between the LOTO table and its nested worlds")
+    sizes = np.bincount(worlds.task_of, minlength=len(worlds.names))
     out = []
     for b in range(len(table.task_names)):
         feats = worlds.features(b)
@@ -121,7 +126,8 @@ def default_calibrations(data: BenchmarkData, vectors: np.ndarray, params: Routi
         x = {f: feats.get(f) for f in params.features}
         fits = {"calibrated": cal.fit(x, feats.accuracy, params.features, rows=rows),
                 "calibrated_full": cal.fit(x, feats.accuracy, params.features, strengths=(1.0,), rows=rows)}
-        out.append(Nested(fits, feats.u, feats.p))
+        eta = selfcheck.inner_eta(feats, sizes, rows & (sizes > 0), params.bandwidth, params.draws, params.seed)
+        out.append(Nested(fits, feats.u, feats.p, eta))
     return out
 
 
@@ -166,6 +172,8 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
     if nested is not None:
         dec_nested = decide_task(agg, data.models, nested.u[train], nested.p[train], bma, costs, p_params)
         calibrated["S3_nested"] = dec_nested
+        argmax = idx[dec_nested.argmax_model or dec_nested.model]
+        self_pick = selfcheck.pick(argmax, bma, dec_nested.prob_beats_bma, nested.eta)
     if labelled is not None:  # the labels as direct evidence, with the pool's sigma (no held-out label in its fit)
         sigma_fit = nested.calibrations.get("calibrated") if nested else None
         calibrated["S3_evidence"] = fb.with_label_evidence(dec, sigma_fit, *labelled)
@@ -176,6 +184,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         calibrated["S3_evidence"] = calibrated["S3_evidence_only"] = dec
     picks = {
         **{name: idx[d.model] for name, d in calibrated.items()},
+        **({"S3_selfcheck": self_pick} if nested is not None else {}),
         "S1": sc.cost_aware_choice(s1v, costs, params.epsilon, params.lam),
         "S2": sc.cost_aware_choice(s2v, costs, params.epsilon, params.lam),
         "S3": idx[dec.model],
@@ -298,6 +307,7 @@ def evaluate(data: BenchmarkData, vectors: np.ndarray, params: RoutingParams | N
     report["default_method"] = {
         "method": params.method, "same_as": PICK_OF_METHOD[params.method], "features": list(params.features),
         "calibrated_strengths": [c.calibrations["calibrated"].strength for c in cals],
+        "selfcheck_eta": [c.eta for c in cals],
         "calibrated_beta": [[float(x) for x in c.calibrations["calibrated"].beta] for c in cals]}
     if costs is not None:
         report["cost_curve"] = cost_curve(data, vectors, table, params, costs, cals)

@@ -40,16 +40,25 @@ def choose(per_set: dict[str, dict[str, tuple[float, float]]]) -> str:
     return max(CANDIDATES, key=key)
 
 
+def split_json_out(argv: list[str]) -> tuple[list[str], Path | None]:
+    """The arguments without ``--json OUT``, and OUT (None without it); select_labels.py shares it."""
+    if "--json" not in argv:
+        return argv, None
+    i = argv.index("--json")
+    return argv[:i] + argv[i + 2:], Path(argv[i + 1])
+
+
+def load_report(path: str) -> dict[str, Any]:
+    """An ``llm-router eval`` JSON report."""
+    return dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
 def main(argv: list[str]) -> int:
-    out_json = None
-    if "--json" in argv:
-        i = argv.index("--json")
-        out_json = Path(argv[i + 1])
-        argv = argv[:i] + argv[i + 2:]
+    argv, out_json = split_json_out(argv)
     per_set = {}
     for arg in argv:
         name, path = arg.split("=", 1)
-        per_set[name] = gains(json.loads(Path(path).read_text(encoding="utf-8")))
+        per_set[name] = gains(load_report(path))
     names = list(per_set)
     print("| candidate | " + " | ".join(names) + " | worst | mean gap closed |")
     print("|---|" + "---|" * (len(names) + 2))

@@ -19,6 +19,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not benchmarks/router_core.py
 
 from router_core.evaluate import LABEL_CANDIDATES
+from select_default import load_report, split_json_out  # the script's own folder is on sys.path
 
 TIE = 0.001
 
@@ -38,21 +39,13 @@ def choose(per_set: dict[str, Gains]) -> str:
     return max(LABEL_CANDIDATES, key=key)
 
 
-def load(path: str) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 def main(argv: list[str]) -> int:
-    out_json = None
-    if "--json" in argv:
-        i = argv.index("--json")
-        out_json = Path(argv[i + 1])
-        argv = argv[:i] + argv[i + 2:]
+    argv, out_json = split_json_out(argv)
     per_set: dict[str, Gains] = {}
     for arg in argv:
         name, paths = arg.split("=", 1)
         zero, *rest = paths.split(",")
-        per_set[name] = gains(load(zero), [load(p) for p in rest])
+        per_set[name] = gains(load_report(zero), [load_report(p) for p in rest])
     names = list(per_set)
     alphas = sorted({a for g in per_set.values() for a in g[LABEL_CANDIDATES[0]]})
     cols = [f"{n} a={a:g}" for n in names for a in alphas]

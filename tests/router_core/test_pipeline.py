@@ -10,6 +10,7 @@ from router_core import artifact, data, embed, evaluate, loto
 from router_core.decision import RoutingParams
 from router_core.onnx_encoder import ENCODER_DIR_ENV, encoder_root
 from router_core.router import LabelledSamples, build_router
+from shared_folder import write_shared_folder
 
 TASKS = ["gsm8k", "mbpp", "arc_challenge", "mmlu-high_school_psychology", "humaneval"]
 
@@ -116,13 +117,7 @@ def test_cli_build_route_eval(subset, tmp_path, shared_data):
 
     runner = CliRunner()
     # a real shared-format folder written from the subset
-    import gzip
-    folder = tmp_path / "data"
-    folder.mkdir()
-    with gzip.open(folder / "records.jsonl.gz", "wt") as fh:
-        for p, t, lab in zip(subset.prompts, subset.tasks, subset.labels):
-            correct = {m: float(v) for m, v in zip(subset.models, lab) if not np.isnan(v)}
-            fh.write(json.dumps({"task": t, "prompt": p, "correct": correct}) + "\n")
+    folder = write_shared_folder(subset, tmp_path / "data")
     res = runner.invoke(app, ["build", "--data", str(folder), "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     prompts = tmp_path / "p.jsonl"

@@ -1,7 +1,6 @@
 """The replay evaluation (router_core.replay): synthetic streams with known answers, and a small
 real subset end to end (library and CLI)."""
 
-import gzip
 import json
 
 import numpy as np
@@ -11,6 +10,7 @@ from typer.testing import CliRunner
 from router_core import data, embed
 from router_core import feedback as fb
 from router_core.replay import prepare, replay, replay_task
+from shared_folder import write_shared_folder
 
 TASKS = ["gsm8k", "mbpp", "arc_challenge", "mmlu-high_school_psychology", "humaneval"]
 
@@ -87,12 +87,7 @@ def test_replay_on_a_real_subset(subset):
 def test_cli_replay(subset, tmp_path):
     from router_core.cli import app
 
-    folder = tmp_path / "data"
-    folder.mkdir()
-    with gzip.open(folder / "records.jsonl.gz", "wt") as fh:
-        for p, t, lab in zip(subset.prompts, subset.tasks, subset.labels):
-            correct = {m: float(v) for m, v in zip(subset.models, lab) if not np.isnan(v)}
-            fh.write(json.dumps({"task": t, "prompt": p, "correct": correct}) + "\n")
+    folder = write_shared_folder(subset, tmp_path / "data")
     runner = CliRunner()
     res = runner.invoke(app, ["replay", "--data", str(folder), "--feedback-rate", "0.2", "--out",
                               str(tmp_path / "rep.json")])

@@ -2,6 +2,7 @@
 exploration budget at 20 % feedback. Each dataset's leave-one-task-out machinery is prepared once.
 
     .venv/bin/python benchmarks/replay_sweep.py --out results/replay [--repeats 5] [dataset ...]
+    .venv/bin/python benchmarks/replay_sweep.py --policies --out results/policies   # the policy rule's runs
 
 Writes one report per run (the layout of ``llm-router replay``) and ``summary.json``; prints a table.
 """
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not
 
 from router_core import data as data_mod
 from router_core import embed
-from router_core.replay import format_line, prepare, replay
+from router_core.replay import DEFAULT_POLICY, POLICIES, format_line, prepare, replay
 
 DATASETS = ("routerbench-subset", "mmlu-pro", "routellm-gpt4-mixtral", "routerdc-7b")
 RATES = (0.05, 0.2, 0.5, 1.0)
@@ -31,6 +32,8 @@ def main() -> None:
     ap.add_argument("datasets", nargs="*", default=list(DATASETS))
     ap.add_argument("--out", type=Path, default=Path("results/replay"))
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--policies", action="store_true",
+                    help="Replay every feedback policy at F = 0.2 and 1.0 (no exploration), for select_feedback.py.")
     ap.add_argument("--figure", type=Path, help="Only draw the figure from an existing summary.json in --out.")
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("ROUTER_SHARED_DATA", "../shared/data")))
     args = ap.parse_args()
@@ -42,12 +45,15 @@ def main() -> None:
     for name in args.datasets:
         pool = data_mod.load(args.shared / name)
         prep = prepare(pool, embed.get_encoder().encode(pool.prompts))
-        runs = [(f, 0.0) for f in RATES] + [(0.2, e) for e in EXPLORES]
-        for f, e in runs:
-            report = replay(prep, f, e, repeats=args.repeats)
-            (args.out / f"{name}-F{f:g}-E{e:g}.json").write_text(json.dumps(report, indent=1) + "\n")
+        runs = [(f, 0.0, DEFAULT_POLICY) for f in RATES] + [(0.2, e, DEFAULT_POLICY) for e in EXPLORES]
+        if args.policies:
+            runs = [(f, 0.0, p) for p in POLICIES for f in (0.2, 1.0)]
+        for f, e, policy in runs:
+            report = replay(prep, f, e, repeats=args.repeats, policy=policy)
+            (args.out / f"{name}-{policy}-F{f:g}-E{e:g}.json").write_text(json.dumps(report, indent=1) + "\n")
             print(format_line(report), flush=True)
-            summary.append({"dataset": name, "feedback_rate": f, "explore": e, "methods": report["methods"]})
+            summary.append({"dataset": name, "feedback_rate": f, "explore": e, "policy": policy,
+                            "methods": report["methods"]})
         (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 

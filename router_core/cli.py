@@ -200,11 +200,16 @@ def replay(
     seed: int = typer.Option(0, help="Seed of the prompt orders, feedback draws and the fallback."),
     cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory."),
     encoder_backend: str = typer.Option("onnx", help=BACKEND_HELP),
+    policy: Optional[str] = typer.Option(None, help="How outcomes revise a decision: outcome, reliability_to_bma "
+                                                     "or reliability (default: the shipped one)."),
 ) -> None:
     """Leave-one-task-out replay of outcome feedback: static default vs feedback vs BMA vs Oracle."""
     from .feedback import FeedbackParams
-    from .replay import format_line, prepare, replay as run_replay
+    from .replay import DEFAULT_POLICY, POLICIES, format_line, prepare, replay as run_replay
 
+    policy = policy or DEFAULT_POLICY
+    if policy not in POLICIES:
+        _fail(f"--policy must be one of {', '.join(POLICIES)}, not {policy!r}")
     if not 0.0 <= feedback_rate <= 1.0:
         _fail(f"--feedback-rate must be in [0, 1], not {feedback_rate}")
     try:
@@ -213,7 +218,7 @@ def replay(
         _fail(str(exc))
     pool, vectors = held_out_pool(data, threshold, text_field, holdout_field, cache_dir, encoder_backend)
     prep = prepare(pool, vectors, RoutingParams(seed=seed))
-    report = run_replay(prep, feedback_rate, explore, repeats, seed, fparams)
+    report = run_replay(prep, feedback_rate, explore, repeats, seed, fparams, policy)
     report["holdout_field"] = holdout_field
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

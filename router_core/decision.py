@@ -155,21 +155,27 @@ def decide_task(agg: TaskAggregates, models: Sequence[str], u_train: np.ndarray,
         p_override = agg.sum_pl / agg.n
     p = ts.p_hat if p_override is None else np.asarray(p_override, dtype=np.float64)
     s3 = ts.s3 if p_override is None else sc.s3_from_s2(ts.s2, p)
-    pick = sc.cost_aware_choice(s3, costs, params.epsilon, params.lam)
-    argmax_pick = pick
-    method: Method = "S3"
-    prob = None
-    if params.fallback and pick != bma:
-        margin = sc.fallback_margin(agg.n, pick, bma, costs, params.epsilon, params.lam)
-        prob = sc.prob_beats(agg.n, ts.n_pos[pick], p[pick], ts.n_pos[bma], p[bma], -margin,
-                             params.draws, params.seed)
-        if prob < params.eta:
-            pick, method = bma, "BMA-fallback"
+    pick, argmax_pick, prob = paper_pick(agg.n, ts.n_pos, s3, p, bma, costs, params)
+    method: Method = "S3" if pick == argmax_pick else "BMA-fallback"
     return Decision(model=models[pick], method=method, models=list(models),
                     ranking=_ranking(models, pick, s3), n=agg.n, u=round(ts.u, 6),
                     s1=_named(models, ts.s1), s2=_named(models, ts.s2), s3=_named(models, s3),
                     p_hat=_named(models, p), p_std=_named(models, ts.p_std),
                     argmax_model=models[argmax_pick], bma=models[bma], prob_beats_bma=prob)
+
+
+def paper_pick(n: int, n_pos: np.ndarray, s3: np.ndarray, p: np.ndarray, bma: int, costs: np.ndarray | None,
+               params: RoutingParams) -> tuple[int, int, float | None]:
+    """The paper's pick from a task's scores: argmax S3 (under the cost knobs), then the eta test
+    against BMA. Returns (pick, the argmax before the test, P(argmax beats BMA) or None)."""
+    pick = sc.cost_aware_choice(s3, costs, params.epsilon, params.lam)
+    argmax_pick, prob = pick, None
+    if params.fallback and pick != bma:
+        margin = sc.fallback_margin(n, pick, bma, costs, params.epsilon, params.lam)
+        prob = sc.prob_beats(n, n_pos[pick], p[pick], n_pos[bma], p[bma], -margin, params.draws, params.seed)
+        if prob < params.eta:
+            pick = bma
+    return pick, argmax_pick, prob
 
 
 def task_features(agg: TaskAggregates, p_local: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ import numpy as np
 from . import calibration as cal
 from . import feedback as fb
 from . import loto
+from . import reliability as rel
 from . import scores as sc
 from . import selfcheck
 from .data import BenchmarkData
@@ -66,6 +67,7 @@ class Nested:
     u: np.ndarray  # (D,) task descriptors in that pool (the held-out row unused)
     p: np.ndarray  # (D, M) p(d, m) targets in that pool
     eta: float = sc.ETA  # the fallback threshold the training tasks chose (router_core.selfcheck)
+    errors: rel.ErrorModel = rel.DEFAULT_ERRORS  # p_hat's error spreads on the training tasks
 MAX_LABELLED = 50
 
 
@@ -126,8 +128,10 @@ def default_calibrations(data: BenchmarkData, vectors: np.ndarray, params: Routi
         x = {f: feats.get(f) for f in params.features}
         fits = {"calibrated": cal.fit(x, feats.accuracy, params.features, rows=rows),
                 "calibrated_full": cal.fit(x, feats.accuracy, params.features, strengths=(1.0,), rows=rows)}
-        eta = selfcheck.inner_eta(feats, sizes, rows & (sizes > 0), params.bandwidth, params.draws, params.seed)
-        out.append(Nested(fits, feats.u, feats.p, eta))
+        usable = rows & (sizes > 0)
+        eta = selfcheck.inner_eta(feats, sizes, usable, params.bandwidth, params.draws, params.seed)
+        errors = rel.fit_error_model(feats.u, feats.p, feats.s2, feats.accuracy, usable, params.bandwidth)
+        out.append(Nested(fits, feats.u, feats.p, eta, errors))
     return out
 
 

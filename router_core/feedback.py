@@ -31,6 +31,13 @@ from .decision import Decision
 Array = NDArray[np.float64]
 
 DEFAULT_SIGMA = 0.05  # per-model prior std where a decision comes without a calibration
+# how outcomes revise a decision (docs/results.md, "Feedback that measures the predictors"): "outcome"
+# (revise, below: the posterior over accuracies alone), "reliability_to_bma" (the outcomes first
+# measure the predictors' accuracy p and re-make the paper's decision, router_core.reliability, which
+# may only undo a departure from BMA; then the outcome rule), "reliability" (the same, in either
+# direction); the default is the one the rule chose
+POLICIES = ("outcome", "reliability_to_bma", "reliability")
+DEFAULT_POLICY = "reliability_to_bma"
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class FeedbackParams:
     min_outcomes: int = 20  # outcomes of the served model before it can be replaced
     max_revisions: int = 2  # per task
     explore: float = 0.0  # share of requests sent to the model most likely to overturn the decision
+    policy: str = DEFAULT_POLICY  # one of POLICIES
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.confidence < 1.0:
@@ -50,6 +58,8 @@ class FeedbackParams:
             raise ValueError("margin >= 0, min_outcomes >= 1 and max_revisions >= 0 are required")
         if not 0.0 <= self.explore < 1.0:
             raise ValueError(f"explore must be in [0, 1), not {self.explore}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {self.policy!r}")
 
 
 @dataclass(frozen=True)

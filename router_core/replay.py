@@ -10,13 +10,18 @@ overturn the decision (:func:`feedback.explore_pick`). Accuracy is the mean over
 of the task's served answers that were correct; the static default, BMA and the Oracle's best fixed
 model per task are scored on the same streams.
 
+``policy`` says how outcomes revise a decision (docs/results.md, "Feedback that measures the
+predictors"): ``outcome`` (:func:`feedback.revise`: the posterior over accuracies), ``reliability``
+(:func:`reliability.revise`: the outcomes measure the predictors' accuracy p and re-make the paper's
+decision, then the outcome rule) and ``reliability_to_bma`` (the same, revising only back to BMA).
+
 Simplification: the static decision is the one made from all the task's prompts (the evaluation's
 decision), served from the first prompt on; the gateway's provisional phase is not replayed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -24,8 +29,16 @@ import numpy as np
 from . import evaluate as ev
 from . import feedback as fb
 from . import loto
+from . import reliability as rel
+from . import scores as sc
 from .data import BenchmarkData
 from .decision import RoutingParams
+
+
+POLICIES, DEFAULT_POLICY = fb.POLICIES, fb.DEFAULT_POLICY
+
+#: a reviser: (served model, correct and counted outcomes per model, revisions so far) -> a revision or None
+Reviser = Callable[[int, np.ndarray, np.ndarray, int], "fb.Revision | None"]
 
 
 @dataclass
@@ -61,9 +74,33 @@ class TaskReplay:
     history: list[dict[str, Any]]
 
 
+def outcome_reviser(belief: fb.Belief, fparams: fb.FeedbackParams) -> Reviser:
+    """The outcome rule alone (:func:`feedback.revise`)."""
+    def revise(served: int, correct: np.ndarray, counted: np.ndarray, revisions: int) -> fb.Revision | None:
+        return fb.revise(belief, served, correct, counted, revisions, fparams)
+    return revise
+
+
+def reliability_reviser(h: ev.HeldOut, errors: rel.ErrorModel, belief: fb.Belief, fparams: fb.FeedbackParams,
+                        params: RoutingParams, costs: np.ndarray | None, to_bma_only: bool) -> Reviser:
+    """The paper's decision re-made with p measured by the outcomes, then the outcome rule."""
+    bma = h.picks["BMA"]
+
+    def revise(served: int, correct: np.ndarray, counted: np.ndarray, revisions: int) -> fb.Revision | None:
+        out = rel.revise(h.n, h.s2, h.p_hat, bma, served, errors, correct, counted, revisions,
+                         fparams.min_outcomes, fparams.max_revisions, params, costs, to_bma_only)
+        if out is None:
+            return fb.revise(belief, served, correct, counted, revisions, fparams)
+        pick, p, prob = out
+        return fb.Revision(pick, served, prob, sc.s3_from_s2(h.s2, p), np.asarray(counted, dtype=np.float64))
+    return revise
+
+
 def replay_task(labels: np.ndarray, belief: fb.Belief, static: int, bma: int, oracle: int, rate: float,
-                fparams: fb.FeedbackParams, rng: np.random.Generator, models: list[str], task: str) -> TaskReplay:
+                fparams: fb.FeedbackParams, rng: np.random.Generator, models: list[str], task: str,
+                reviser: Reviser | None = None) -> TaskReplay:
     """Serve ``labels``' rows (N, M) in a random order with feedback; score every policy on that stream."""
+    reviser = reviser or outcome_reviser(belief, fparams)
     order = rng.permutation(len(labels))
     M = labels.shape[1]
     correct, counted = np.zeros(M), np.zeros(M)
@@ -85,7 +122,7 @@ def replay_task(labels: np.ndarray, belief: fb.Belief, static: int, bma: int, or
             continue
         correct[model] += float(y)
         counted[model] += 1
-        rev = fb.revise(belief, served, correct, counted, revisions, fparams)
+        rev = reviser(served, correct, counted, revisions)
         if rev is not None:
             history.append({"at": step, **rev.evidence(models)})
             served, revisions = rev.model, revisions + 1
@@ -100,13 +137,14 @@ def replay_task(labels: np.ndarray, belief: fb.Belief, static: int, bma: int, or
 
 
 def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, seed: int = 0,
-           fparams: fb.FeedbackParams | None = None,
+           fparams: fb.FeedbackParams | None = None, policy: str | None = None,
            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The replay report (the JSON layout of ``llm-router replay``)."""
+    """The replay report (the JSON layout of ``llm-router replay``); ``policy`` overrides ``fparams``'."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"feedback rate must be in [0, 1], not {rate}")
-    base = fparams or fb.FeedbackParams()
-    fparams = fb.FeedbackParams(base.confidence, base.margin, base.min_outcomes, base.max_revisions, explore)
+    fparams = replace(fparams or fb.FeedbackParams(), explore=explore)
+    fparams = replace(fparams, policy=policy or fparams.policy)
+    policy = fparams.policy
     data, table = prep.data, prep.table
     costs = data.mean_cost()
     runs: list[list[TaskReplay]] = []
@@ -116,8 +154,11 @@ def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, 
         for d in range(len(table.task_names)):
             h = ev.held_out(d, table, data, prep.vectors, prep.params, costs, 0.0, rng, seed + r, prep.nested[d])
             belief = fb.Belief.of_expected(h.expected, prep.nested[d].calibrations["calibrated"])
+            reviser = outcome_reviser(belief, fparams) if policy == "outcome" else reliability_reviser(
+                h, prep.nested[d].errors, belief, fparams, replace(prep.params, seed=seed + r), costs,
+                policy == "reliability_to_bma")
             run.append(replay_task(data.labels[table.rows(d)], belief, h.picks["default"], h.picks["BMA"],
-                                   h.picks["Oracle"], rate, fparams, rng, list(data.models), h.task))
+                                   h.picks["Oracle"], rate, fparams, rng, list(data.models), h.task, reviser))
         runs.append(run)
         if progress:
             progress(f"repeat {r + 1}/{repeats} done")
@@ -137,6 +178,7 @@ def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, 
               "accuracy": {k: round(v, 6) for k, v in t.accuracy.items()}, "history": t.history}
              for t in runs[0]]
     return {"dataset": data.name, "feedback_rate": rate, "explore": explore, "repeats": max(1, repeats),
+            "policy": policy,
             "feedback_params": {"confidence": fparams.confidence, "margin": fparams.margin,
                                 "min_outcomes": fparams.min_outcomes, "max_revisions": fparams.max_revisions},
             "methods": methods, "tasks": tasks}
@@ -145,7 +187,8 @@ def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, 
 def format_line(report: dict[str, Any]) -> str:
     """One line per replay: what ``replay`` prints."""
     m = report["methods"]
-    return (f"{report['dataset']}: F={report['feedback_rate']:g} E={report['explore']:g}  "
+    return (f"{report['dataset']}: {report.get('policy', DEFAULT_POLICY)} F={report['feedback_rate']:g} "
+            f"E={report['explore']:g}  "
             f"static {m['static']['accuracy']:.4f}  feedback {m['feedback']['accuracy']:.4f}  "
             f"BMA {m['BMA']['accuracy']:.4f}  Oracle {m['Oracle']['accuracy']:.4f}  "
             f"revisions/task {m['feedback']['revisions_per_task']:.3f}  "

@@ -1,0 +1,143 @@
+"""A task's outcomes as a measurement of its predictors' accuracy p, re-making the paper's decision.
+
+The paper's S3 rests on p(m), how often model m's thresholded kNN predictor is right on the task:
+S3(m) = p S2(m) + (1 - p)(1 - S2(m)). p is estimated from the task's distance to the benchmark pool
+(Nadaraya-Watson over training tasks), and where that estimate is off S3 departs from the best model
+on average (BMA) and loses (issue 7). Outcomes of a served model measure p directly: its observed
+accuracy c/n is (1 - S2) + (2 S2 - 1) p plus noise. Because p_hat's errors are partly shared by all
+models (a task far from the pool misleads every predictor), one model's outcomes also move the
+others' p, through the shared part of the prior.
+
+:class:`ErrorModel` holds the three spreads of that Gaussian model, each measured on the training tasks
+only (:func:`fit_error_model`); :func:`posterior_p` is the linear-Gaussian update; :func:`revise`
+re-makes the paper's decision (argmax S3, then the eta test against BMA) with the posterior p.
+Docs: docs/method.md, "Feedback that measures the predictors".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import scores as sc
+from .decision import RoutingParams, paper_pick
+
+Array = NDArray[np.float64]
+
+MIN_SD = 1e-3  # no spread is taken as exactly zero (the update would then ignore all evidence)
+
+
+@dataclass(frozen=True)
+class ErrorModel:
+    """How far p_hat and the S3 identity miss, measured on training tasks (accuracy units)."""
+
+    shared_sd: float  # the part of p_hat's error that all models of a task share (RMS)
+    own_sd: float  # each model's own part
+    identity_sd: float  # true accuracy minus S3 computed with the true p: the identity's own miss
+
+    def to_dict(self) -> dict[str, float]:
+        return {"shared_sd": self.shared_sd, "own_sd": self.own_sd, "identity_sd": self.identity_sd}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ErrorModel":
+        return cls(float(d["shared_sd"]), float(d["own_sd"]), float(d["identity_sd"]))
+
+
+#: where a pool has too few tasks to measure anything (or an artifact predates the measurement)
+DEFAULT_ERRORS = ErrorModel(shared_sd=0.05, own_sd=0.05, identity_sd=0.03)
+
+
+def fit_error_model(u: Array, p: Array, s2: Array, accuracy: Array, usable: NDArray[np.bool_],
+                    bandwidth: float = sc.BANDWIDTH) -> ErrorModel:
+    """The spreads, from the usable tasks' held-out scores ((D,) u, (D, M) p, S2 and accuracy).
+
+    Each usable task's p_hat comes from the *other* usable tasks (as a new task's would); its error
+    r(d, m) = p(d, m) - p_hat(d, m) is split into the task's mean over models (shared: its RMS over
+    tasks, less what the own part contributes to a mean of M) and the rest (own, with the M/(M-1)
+    correction of a variance about a sample mean).
+    """
+    tasks = np.flatnonzero(usable)
+    if len(tasks) < 3:
+        return DEFAULT_ERRORS
+    resid = []
+    for d in tasks:
+        others = usable.copy()
+        others[d] = False
+        p_hat, _ = sc.nadaraya_watson(float(u[d]), u[others], p[others], bandwidth)
+        resid.append(np.asarray(p[d], dtype=np.float64) - p_hat)
+    r = np.array(resid)  # (T, M), NaN where a model has no labels on a task
+    have = ~np.isnan(r)
+    count = have.sum(axis=1)
+    rows = count >= 2
+    if rows.sum() < 2:
+        return DEFAULT_ERRORS
+    r, have, count = r[rows], have[rows], count[rows]
+    shared = np.nansum(r, axis=1) / count
+    within = np.where(have, r - shared[:, None], 0.0)
+    own_var = float(np.sum(within ** 2 / np.maximum(count - 1, 1)[:, None]) / len(r))
+    shared_var = max(float(np.mean(shared ** 2)) - own_var * float(np.mean(1.0 / count)), 0.0)
+    miss = accuracy[tasks] - sc.s3_from_s2(s2[tasks], p[tasks])
+    identity_var = float(np.nanmean(miss ** 2)) if np.any(~np.isnan(miss)) else DEFAULT_ERRORS.identity_sd ** 2
+    return ErrorModel(max(np.sqrt(shared_var), MIN_SD), max(np.sqrt(own_var), MIN_SD),
+                      max(np.sqrt(identity_var), MIN_SD))
+
+
+def posterior_p(p_hat: Array, s2: Array, errors: ErrorModel, correct: Array,
+                counted: Array) -> tuple[Array, Array]:
+    """The task's p per model given outcomes (``correct`` of ``counted`` per model): mean and covariance.
+
+    Prior: p ~ N(p_hat, shared_sd^2 11' + own_sd^2 I). Each model j with outcomes gives one
+    observation c_j/n_j - (1 - S2_j) = (2 S2_j - 1) p_j + e_j, with var(e_j) the binomial variance of
+    c_j/n_j (at the prior's predicted accuracy) plus identity_sd^2. A model whose S2 is 0.5 says
+    nothing about p (its accuracy does not depend on it), and the update knows that.
+    """
+    p_hat = np.asarray(p_hat, dtype=np.float64)
+    s2 = np.asarray(s2, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    counted = np.asarray(counted, dtype=np.float64)
+    M = len(p_hat)
+    prior_cov = errors.shared_sd ** 2 * np.ones((M, M)) + errors.own_sd ** 2 * np.eye(M)
+    obs = np.flatnonzero(counted > 0)
+    if not len(obs):
+        return p_hat.copy(), prior_cov
+    slope = 2.0 * s2[obs] - 1.0
+    H = np.zeros((len(obs), M))
+    H[np.arange(len(obs)), obs] = slope
+    predicted = np.clip((1.0 - s2[obs]) + slope * p_hat[obs], 0.02, 0.98)
+    noise = predicted * (1.0 - predicted) / counted[obs] + errors.identity_sd ** 2
+    innovation = correct[obs] / counted[obs] - (1.0 - s2[obs]) - slope * p_hat[obs]
+    S = H @ prior_cov @ H.T + np.diag(noise)
+    gain = np.linalg.solve(S, H @ prior_cov).T  # prior_cov H' S^-1 (S and prior_cov symmetric)
+    mean = np.clip(p_hat + gain @ innovation, 0.0, 1.0)
+    return mean, prior_cov - gain @ H @ prior_cov
+
+
+def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: ErrorModel, correct: Array,
+           counted: Array, revisions: int, min_outcomes: int, max_revisions: int,
+           params: RoutingParams | None = None, costs: Array | None = None,
+           to_bma_only: bool = False) -> tuple[int, Array, float] | None:
+    """The paper's decision (:func:`decision.paper_pick`, under ``params``' cost knobs and eta) re-made
+    with the posterior p, when it differs from ``served``.
+
+    Returns (the new pick, the posterior p, the test's probability: P(new pick beats BMA), or for a
+    return to BMA P(the served model does not)), or None: too few outcomes of the served model, the
+    cap on revisions reached, the same pick, or (``to_bma_only``) a pick other than BMA.
+    """
+    params = params or RoutingParams(method="paper")
+    counted = np.asarray(counted, dtype=np.float64)
+    if revisions >= max_revisions or counted[served] < min_outcomes:
+        return None
+    p, _ = posterior_p(p_hat, s2, errors, correct, counted)
+    s2 = np.asarray(s2, dtype=np.float64)
+    n_pos = s2 * n
+    pick, _, prob = paper_pick(n, n_pos, sc.s3_from_s2(s2, p), p, bma, costs, params)
+    if pick == served or (to_bma_only and pick != bma):
+        return None
+    if pick == bma:  # how sure the test is that the served model does not beat BMA
+        margin = sc.fallback_margin(n, served, bma, costs, params.epsilon, params.lam)
+        prob = 1.0 - sc.prob_beats(n, n_pos[served], p[served], n_pos[bma], p[bma], -margin, params.draws,
+                                   params.seed)
+    return pick, p, 1.0 if prob is None else prob

@@ -1,0 +1,101 @@
+"""router_core.reliability: the posterior over the predictors' accuracy p and the re-made decision,
+on hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from router_core import reliability as rel
+
+ERR = rel.ErrorModel(shared_sd=0.05, own_sd=0.05, identity_sd=0.001)
+
+
+def test_without_outcomes_the_posterior_is_the_prior():
+    p_hat = np.array([0.8, 0.8, 0.7])
+    mean, cov = rel.posterior_p(p_hat, np.array([1.0, 0.9, 0.5]), ERR, np.zeros(3), np.zeros(3))
+    assert mean == pytest.approx(p_hat)
+    assert cov == pytest.approx(0.0025 * np.ones((3, 3)) + 0.0025 * np.eye(3))
+
+
+def test_one_models_outcomes_move_its_p_and_half_as_much_the_others():
+    # served model: S2 = 1, so its accuracy is p itself; 600 right of 1000 against p_hat 0.8
+    # prior var 0.005 (shared 0.0025 + own 0.0025), noise 0.8 * 0.2 / 1000 + 1e-6 = 0.000161
+    p_hat = np.array([0.8, 0.8, 0.7])
+    mean, cov = rel.posterior_p(p_hat, np.array([1.0, 0.9, 0.5]), ERR, np.array([600.0, 0, 0]),
+                                np.array([1000.0, 0, 0]))
+    S = 0.005 + 0.000161
+    assert mean[0] == pytest.approx(0.8 - 0.2 * 0.005 / S)
+    assert mean[1] == pytest.approx(0.8 - 0.2 * 0.0025 / S)  # only the shared part carries over
+    assert mean[2] == pytest.approx(0.7 - 0.2 * 0.0025 / S)
+    assert cov[0, 0] == pytest.approx(0.005 - 0.005 ** 2 / S)
+
+
+def test_a_model_whose_s2_is_one_half_says_nothing_about_p():
+    # accuracy = 0.5 + (2 S2 - 1)(p - 0.5) = 0.5 whatever p is
+    p_hat = np.array([0.8, 0.7])
+    mean, _ = rel.posterior_p(p_hat, np.array([0.9, 0.5]), ERR, np.array([0.0, 100.0]), np.array([0.0, 1000.0]))
+    assert mean == pytest.approx(p_hat)
+
+
+def test_error_model_splits_the_shared_part_from_each_models_own():
+    # equal u: each task's p_hat is the mean of the other two tasks' p; models agree within a task,
+    # so the residuals (0.15, -0.15, 0) are all shared: RMS sqrt(0.015); the own part is zero
+    u = np.zeros(3)
+    p = np.array([[0.8, 0.8], [0.6, 0.6], [0.7, 0.7]])
+    s2 = np.array([[0.9, 0.6], [0.7, 0.4], [0.8, 0.5]])
+    acc = p * s2 + (1 - p) * (1 - s2)  # the S3 identity holds exactly
+    em = rel.fit_error_model(u, p, s2, acc, np.ones(3, dtype=bool))
+    assert em.shared_sd == pytest.approx(np.sqrt(0.015))
+    assert em.own_sd == rel.MIN_SD and em.identity_sd == rel.MIN_SD
+    # too few tasks: the documented defaults
+    assert rel.fit_error_model(u, p, s2, acc, np.array([True, True, False])) == rel.DEFAULT_ERRORS
+
+
+def test_error_model_own_part_with_the_sample_variance_correction():
+    # two models whose residuals differ by +-d around a zero task mean: own variance 2 d^2 / (2 - 1)
+    u = np.zeros(4)
+    base = np.array([[0.7, 0.7]] * 4)
+    d = np.array([[0.02, -0.02], [-0.02, 0.02], [0.02, -0.02], [-0.02, 0.02]])
+    p = base + d
+    # p_hat of a task: the mean of the other three, (0.7 -+ 0.02/3); residual +-(0.02 + 0.02/3)
+    s2 = np.full((4, 2), 0.8)
+    em = rel.fit_error_model(u, p, s2, p * s2 + (1 - p) * (1 - s2), np.ones(4, dtype=bool))
+    r = 0.02 + 0.02 / 3
+    assert em.own_sd == pytest.approx(np.sqrt(2 * r ** 2))
+    assert em.shared_sd == rel.MIN_SD
+
+
+def _departed_task():
+    # model 1 departs from BMA (model 0): S2 1.0 vs 0.9 with p_hat 0.8 for both, n = 200
+    return dict(n=200, s2=np.array([0.9, 1.0]), p_hat=np.array([0.8, 0.8]), bma=0)
+
+
+def test_a_departure_whose_outcomes_undercut_p_goes_back_to_bma():
+    t = _departed_task()
+    # the departed model: 12 right of 30 (predicted 0.8): p for both falls toward 0.5, and with it the
+    # fallback test's confidence
+    out = rel.revise(t["n"], t["s2"], t["p_hat"], t["bma"], 1, ERR, np.array([0.0, 12.0]),
+                     np.array([0.0, 30.0]), 0, min_outcomes=20, max_revisions=2)
+    assert out is not None
+    pick, p, prob = out
+    assert pick == 0 and p[1] < 0.7 and 0.5 < prob <= 1.0
+    # the same record, too short, or the cap reached: no revision
+    assert rel.revise(t["n"], t["s2"], t["p_hat"], 0, 1, ERR, np.array([0.0, 6.0]), np.array([0.0, 15.0]),
+                      0, min_outcomes=20, max_revisions=2) is None
+    assert rel.revise(t["n"], t["s2"], t["p_hat"], 0, 1, ERR, np.array([0.0, 12.0]), np.array([0.0, 30.0]),
+                      2, min_outcomes=20, max_revisions=2) is None
+
+
+def test_outcomes_that_confirm_the_departure_keep_it():
+    t = _departed_task()
+    out = rel.revise(t["n"], t["s2"], t["p_hat"], t["bma"], 1, ERR, np.array([0.0, 29.0]),
+                     np.array([0.0, 30.0]), 0, min_outcomes=20, max_revisions=2)
+    assert out is None
+
+
+def test_to_bma_only_never_departs():
+    # served BMA (model 0) with a strong record: p rises and model 1 would now clear the test
+    t = _departed_task()
+    args = (t["n"], t["s2"], t["p_hat"], 0, 0, ERR, np.array([200.0, 0.0]), np.array([200.0, 0.0]), 0)
+    free = rel.revise(*args, min_outcomes=20, max_revisions=2)
+    assert free is not None and free[0] == 1
+    assert rel.revise(*args, min_outcomes=20, max_revisions=2, to_bma_only=True) is None

@@ -19,6 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from router_core.feedback import DEFAULT_POLICY, POLICIES
+
 from .litellm_compat import ROUTER_ONLY_PARAMS, adopt, unknown_params
 
 ENV_PREFIX = "os.environ/"
@@ -219,6 +221,11 @@ class FeedbackSettings(_Strict):
     explore: float = Field(0.0, ge=0, lt=1, description="Share of a task's requests (once its decision is "
                                                        "final) sent to the model whose outcomes could "
                                                        "overturn it soonest (x-router-decision: explore).")
+    policy: str = Field(
+        DEFAULT_POLICY, description="How outcomes revise a decision: reliability_to_bma (the default, chosen "
+        "by the rule in docs/results.md) also reads them as a measure of the predictors' accuracy, which "
+        "may send a departed task back to the best model on average; outcome: only as evidence of "
+        "accuracy; reliability: either direction.")
     confidence: float = Field(0.9, ge=0.5, lt=1, description="P(another model beats the served one by "
                                                             "margin) needed to revise a decision.")
     margin: float = Field(0.01, ge=0, description="Accuracy the other model must be ahead by.")
@@ -228,6 +235,13 @@ class FeedbackSettings(_Strict):
                                       "needs feedback (GET /v1/router/tasks?needs_feedback=true, the gauge).")
     max_listed_tasks: int = Field(100_000, ge=1, description="Cap on the tasks whose coverage is kept for "
                                   "that list (past it the best-covered are dropped).")
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, v: str) -> str:
+        if v not in POLICIES:
+            raise ValueError(f"must be one of {', '.join(POLICIES)}, not {v!r}")
+        return v
 
 
 class GatewayConfig(_Strict):

@@ -3,8 +3,10 @@
 Every routed request gets an ID (``x-router-request-id``). A request of a task (an alias with a
 task ID, or a configured model named with one) is recorded for ``feedback.ttl_s``, so that
 ``POST /v1/router/feedback`` can count its outcome for the model that served it. After a new
-outcome, router_core's rule (:func:`router_core.feedback.revise`: the router's prediction as a
-prior, the task's outcomes as evidence, hysteresis and a cap) says whether another model is
+outcome, router_core's rules say (``feedback.policy``: first
+:meth:`router_core.router.Router.revise_on_reliability`, the outcomes as a measure of the predictors'
+accuracy that may undo a departure from BMA; then :func:`router_core.feedback.revise`, the router's
+prediction as a prior and the outcomes as evidence; both with hysteresis and a cap) whether another model is
 better with stated confidence; if so the task's final decision is replaced by a compare-and-set
 (:class:`gateway.feedback_store.FeedbackStore`), so every gateway process agrees on one revision.
 With ``feedback.explore`` > 0 that share of a task's requests, once its decision is final, goes
@@ -59,7 +61,7 @@ def parse_request_id(request_id: str) -> tuple[str, str] | None:
 
 def params_of(settings: FeedbackSettings) -> fb.FeedbackParams:
     return fb.FeedbackParams(settings.confidence, settings.margin, settings.min_outcomes, settings.max_revisions,
-                             settings.explore)
+                             settings.explore, settings.policy)
 
 
 def not_found(request_id: str, why: str) -> GatewayError:
@@ -206,9 +208,13 @@ class Feedback:
         if current.model not in self.models or not (current.expected or current.s3):
             return None
         served = self.models.index(current.model)
-        extra = fb.cost_margins(self.costs, served, knobs.epsilon, knobs.lam)
-        rev = fb.revise(self._belief(current), served, outcomes.correct, outcomes.counted, current.revision,
-                        self.params, extra)
+        # first the outcomes as a measure of the predictors (feedback.policy), then as a posterior over accuracies
+        rev = self.learned.revise_on_reliability(current, outcomes.correct, outcomes.counted, self.params,
+                                                 knobs.epsilon, knobs.lam, self.costs)
+        if rev is None:
+            extra = fb.cost_margins(self.costs, served, knobs.epsilon, knobs.lam)
+            rev = fb.revise(self._belief(current), served, outcomes.correct, outcomes.counted, current.revision,
+                            self.params, extra)
         if rev is None:
             await self._update_coverage(task, current, outcomes)
             return None
@@ -219,8 +225,8 @@ class Feedback:
             return None  # another process revised it first
         await self._update_coverage(task, new, outcomes)
         metrics.REVISIONS.labels(current.model, new_model).inc()
-        log.info("task %s: decision revised from %s to %s on its outcomes (P=%.3f)", task, current.model,
-                 new_model, rev.prob)
+        log.info("task %s: decision revised from %s to %s on its outcomes (%s rule, P=%.3f)", task,
+                 current.model, new_model, rev.rule, rev.prob)
         return new
 
     async def _update_coverage(self, task: str, decision: Decision, outcomes: Outcomes) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import Calibration
+from .reliability import DEFAULT_ERRORS, ErrorModel
 from .decision import RoutingParams
 from .index import ExactIndex, HnswIndex, NeighbourIndex
 from .router import Router
@@ -66,13 +67,15 @@ def save(router: Router, out: str | Path) -> str:
     hashes = {f: _sha256(out / f) for f in files}
     meta = {k: v for k, v in router.meta.items() if k != "version"}
     calibration = None if router.calibration is None else router.calibration.to_dict()
+    errors = router.errors.to_dict()
     content = json.dumps({"models": router.models, "params": router.params.to_dict(), "calibration": calibration,
-                          "bma": router.bma, "files": {k: v for k, v in hashes.items() if k != "index.bin"}},
+                          "errors": errors, "bma": router.bma,
+                          "files": {k: v for k, v in hashes.items() if k != "index.bin"}},
                          sort_keys=True)
     version = hashlib.sha256(content.encode()).hexdigest()[:12]
     manifest = {"format": FORMAT, "version": version, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "models": router.models, "bma": router.bma, "params": router.params.to_dict(),
-                "calibration": calibration,
+                "calibration": calibration, "errors": errors,
                 "n_prompts": int(len(router.labels)), "n_tasks": len(router.task_names),
                 "dim": int(router.vectors.shape[1]), "meta": meta, "files": hashes}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
@@ -122,4 +125,6 @@ def load(path: str | Path, ef: int = 64) -> Router:
                   train_mean=z["train_mean"], bma=int(manifest["bma"]),
                   costs=z["costs"] if "costs" in z.files else None, params=params, index=index, meta=meta,
                   calibration=None if calibration is None else Calibration.from_dict(calibration),
-                  agree=z["agree"].astype(np.float32) if "agree" in z.files else None)
+                  agree=z["agree"].astype(np.float32) if "agree" in z.files else None,
+                  # artifacts from before the reliability policy: the documented default spreads
+                  errors=ErrorModel.from_dict(manifest["errors"]) if "errors" in manifest else DEFAULT_ERRORS)

@@ -108,9 +108,11 @@ class Revision:
     prob: float  # P(new beats previous by margin)
     mean: Array  # posterior expected accuracy per model
     counted: Array  # outcomes per model behind it
+    rule: str = "outcome"  # which rule revised it: "outcome" (revise) or "reliability" (router_core.reliability)
 
     def evidence(self, models: list[str]) -> dict[str, Any]:
-        return {"from": models[self.previous], "to": models[self.model], "prob_better": round(self.prob, 4),
+        return {"rule": self.rule, "from": models[self.previous], "to": models[self.model],
+                "prob_better": round(self.prob, 4),
                 "posterior": {m: round(float(v), 4) for m, v in zip(models, self.mean)},
                 "outcomes": {m: int(c) for m, c in zip(models, self.counted) if c > 0}}
 

@@ -81,8 +81,8 @@ def fit_error_model(u: Array, p: Array, s2: Array, accuracy: Array, usable: NDAr
     shared_var = max(float(np.mean(shared ** 2)) - own_var * float(np.mean(1.0 / count)), 0.0)
     miss = accuracy[tasks] - sc.s3_from_s2(s2[tasks], p[tasks])
     identity_var = float(np.nanmean(miss ** 2)) if np.any(~np.isnan(miss)) else DEFAULT_ERRORS.identity_sd ** 2
-    return ErrorModel(max(np.sqrt(shared_var), MIN_SD), max(np.sqrt(own_var), MIN_SD),
-                      max(np.sqrt(identity_var), MIN_SD))
+    return ErrorModel(max(float(np.sqrt(shared_var)), MIN_SD), max(float(np.sqrt(own_var)), MIN_SD),
+                      max(float(np.sqrt(identity_var)), MIN_SD))
 
 
 def posterior_p(p_hat: Array, s2: Array, errors: ErrorModel, correct: Array,
@@ -122,13 +122,18 @@ def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: Error
     """The paper's decision (:func:`decision.paper_pick`, under ``params``' cost knobs and eta) re-made
     with the posterior p, when it differs from ``served``.
 
+    Only the paper's own decision is re-made (``revisions`` 0): once a task's decision was revised, by
+    this rule or on direct evidence of accuracy (:func:`feedback.revise`), that evidence outranks
+    the paper's scores, and re-making the paper's decision would undo it.
+
     Returns (the new pick, the posterior p, the test's probability: P(new pick beats BMA), or for a
-    return to BMA P(the served model does not)), or None: too few outcomes of the served model, the
-    cap on revisions reached, the same pick, or (``to_bma_only``) a pick other than BMA.
+    return to BMA P(the served model does not)), or None: a decision already revised, too few
+    outcomes of the served model, no revision allowed (``max_revisions`` 0), the same pick, or
+    (``to_bma_only``) a pick other than BMA.
     """
     params = params or RoutingParams(method="paper")
     counted = np.asarray(counted, dtype=np.float64)
-    if revisions >= max_revisions or counted[served] < min_outcomes:
+    if revisions > 0 or max_revisions < 1 or counted[served] < min_outcomes:
         return None
     p, _ = posterior_p(p_hat, s2, errors, correct, counted)
     s2 = np.asarray(s2, dtype=np.float64)

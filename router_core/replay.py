@@ -92,7 +92,8 @@ def reliability_reviser(h: ev.HeldOut, errors: rel.ErrorModel, belief: fb.Belief
         if out is None:
             return fb.revise(belief, served, correct, counted, revisions, fparams)
         pick, p, prob = out
-        return fb.Revision(pick, served, prob, sc.s3_from_s2(h.s2, p), np.asarray(counted, dtype=np.float64))
+        return fb.Revision(pick, served, prob, sc.s3_from_s2(h.s2, p), np.asarray(counted, dtype=np.float64),
+                           "reliability")
     return revise
 
 

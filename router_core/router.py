@@ -23,9 +23,11 @@ from .calibration import fit as fit_calibration
 from .decision import (DEFAULT_METHOD, LABEL_EVIDENCE, LABELS_IN_POOL, METHODS, Decision, RoutingParams,
                        decide_calibrated, decide_instance, decide_task)
 from .embed import Encoder
+from . import feedback as fb
+from . import reliability as rel
 from .feedback import label_outcomes, with_label_evidence
 from .index import ExactIndex, HnswIndex, NeighbourIndex
-from .scores import best_on_average, knn_correctness, local_predictor_accuracy, prompt_distance
+from .scores import best_on_average, knn_correctness, local_predictor_accuracy, prompt_distance, s3_from_s2
 from .state import TaskAggregates
 
 EXACT_BELOW = 2000  # pools smaller than this are searched exactly
@@ -76,6 +78,7 @@ class Router:
     meta: dict[str, Any] = field(default_factory=dict)  # encoder, text field, datasets, version
     agree: np.ndarray | None = None  # (N, M) held-out agreement of gbar with y (the local p estimate)
     calibration: Calibration | None = None  # the calibrated method's fit (None: the paper's method only)
+    errors: rel.ErrorModel = rel.DEFAULT_ERRORS  # how far p_hat misses on the pool's held-out tasks
 
     @property
     def version(self) -> str:
@@ -217,6 +220,31 @@ class Router:
             return decision
         return with_label_evidence(decision, self.calibration, *evidence)
 
+    def revise_on_reliability(self, decision: Decision, correct: np.ndarray, counted: np.ndarray,
+                              params: fb.FeedbackParams, epsilon: float | None = None, lam: float | None = None,
+                              costs: np.ndarray | None = None) -> fb.Revision | None:
+        """A paper-method task decision re-made once its outcomes (per model, in :attr:`models` order)
+        measured the predictors' accuracy p (:func:`reliability.revise`, under the decision's cost
+        knobs); None when ``params.policy`` is ``outcome``, the decision is not the paper's S3 (or its
+        fallback), or the evidence leaves the pick where it is."""
+        if params.policy == "outcome" or decision.method not in ("S3", "BMA-fallback") or decision.bma is None:
+            return None
+        if decision.model not in self.models or any(m not in decision.s2 or m not in decision.p_hat
+                                                    for m in self.models):
+            return None
+        s2 = np.array([decision.s2[m] for m in self.models])
+        p_hat = np.array([decision.p_hat[m] for m in self.models])
+        served = self.models.index(decision.model)
+        out = rel.revise(decision.n, s2, p_hat, self.models.index(decision.bma), served, self.errors, correct,
+                         counted, decision.revision, params.min_outcomes, params.max_revisions,
+                         self._params(epsilon, lam, "paper"), self.effective_costs(costs),
+                         to_bma_only=params.policy == "reliability_to_bma")
+        if out is None:
+            return None
+        pick, p, prob = out
+        return fb.Revision(pick, served, prob, s3_from_s2(s2, p), np.asarray(counted, dtype=np.float64),
+                           "reliability")
+
     def decide_instance(self, g_row: np.ndarray, epsilon: float | None = None, lam: float | None = None,
                         costs: np.ndarray | None = None) -> Decision:
         params = self._params(epsilon, lam)
@@ -251,13 +279,15 @@ def build_from_vectors(data: BenchmarkData, vectors: np.ndarray, params: Routing
     # fitted whatever the method, so one artifact serves both (`route --method`, `router.method`)
     feats = loto.features_of(table, data.labels, params.u_k)
     calibration = fit_calibration({f: feats.get(f) for f in params.features}, feats.accuracy, params.features)
+    errors = rel.fit_error_model(feats.u, feats.p, feats.s2, feats.accuracy,
+                                 np.ones(len(table.task_names), dtype=bool), params.bandwidth)
     return Router(
         models=list(data.models), vectors=np.ascontiguousarray(vectors, dtype=np.float32),
         labels=data.labels.astype(np.float32), task_of=table.task_of, task_names=table.task_names,
         u_train=table.u, p_train=table.p, task_accuracy=table.accuracy,
         train_mean=loto.model_means(data.labels), bma=best_on_average(table.accuracy), costs=costs,
         params=params, index=make_index(vectors), meta=meta, agree=table.agree,
-        calibration=calibration)
+        calibration=calibration, errors=errors)
 
 
 def build_router(data: BenchmarkData, encoder: Encoder, params: RoutingParams | None = None,

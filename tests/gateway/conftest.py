@@ -4,8 +4,6 @@ and gateways on free localhost ports (in a thread of this process, or as `llm-ro
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +11,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from gateway.redis_embedded import EmbeddedRedis, die_with_parent, free_port
+from gateway.redis_embedded import EmbeddedRedis
 
-from devtools.processes import wait_http
-from gateway_support import API_KEY, PER_TASK, ROOT, TASKS, ThreadGateway, UpstreamHandle, make_config
+from gateway_support import API_KEY, PER_TASK, TASKS, ThreadGateway, UpstreamHandle, make_config, running_upstream
 
 
 @dataclass
@@ -74,18 +71,8 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def upstream(shared_data: Path) -> Iterator[UpstreamHandle]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "upstream", "--port", str(port), "--control",
-                             "--data", str(shared_data / "routerbench-subset")], cwd=ROOT, preexec_fn=die_with_parent)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models", proc)
-        yield UpstreamHandle(f"http://127.0.0.1:{port}/v1")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with running_upstream(shared_data / "routerbench-subset") as handle:
+        yield handle
 
 
 @pytest.fixture(autouse=True)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 
 from devtools.processes import wait_http
-from gateway.redis_embedded import free_port
+from gateway.redis_embedded import die_with_parent, free_port
 
 TASKS = ["arc-challenge", "mbpp", "winogrande"]
 PER_TASK = 60
@@ -32,6 +35,23 @@ class UpstreamHandle:
     def reset(self) -> None:
         self.control(latency_ms=0, per_token_ms=0, error_rate=0, error_status=500, hang=False, fail_models=[],
                      retry_after_s=None, die_after_chunks=None)
+
+
+@contextlib.contextmanager
+def running_upstream(data_dir: Path) -> Iterator[UpstreamHandle]:
+    """The fake upstream serving the models of ``data_dir`` (answers from its records), for a block."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "upstream", "--port", str(port), "--control",
+                             "--data", str(data_dir)], cwd=ROOT, preexec_fn=die_with_parent)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v1/models", proc)
+        yield UpstreamHandle(f"http://127.0.0.1:{port}/v1")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def make_config(router_dir: Path, router_models: list[str], upstream_url: str, redis_url: str | None,

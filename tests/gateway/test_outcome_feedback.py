@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from gateway_support import API_KEY, AUTH, MIN_SAMPLES, ThreadGateway, chat, make_config, post
+from gateway_support import API_KEY, AUTH, MIN_SAMPLES, ThreadGateway, chat, make_config, post, running_upstream
 
 MIN_OUTCOMES = 5  # feedback.min_outcomes in these gateways: outcomes of the served model before a revision
 
@@ -305,3 +305,62 @@ def test_coverage_per_task_in_headers_body_and_the_low_coverage_list(gw, sdk, be
     assert httpx.delete(f"{gw.url}/v1/router/tasks/{task_id}", headers=AUTH).json()["deleted"] is True
     listed = httpx.get(gw.url + "/v1/router/tasks?needs_feedback=true&limit=10000", headers=AUTH).json()
     assert task_id not in [t["task_id"] for t in listed["tasks"]]
+
+
+
+DEPARTING = "gsm8k"  # held out of the pool below; its first prompts make S3 depart from BMA at eta 0.4
+
+
+@pytest.fixture(scope="module")
+def departing_router(shared_data, encoder, tmp_path_factory):
+    """A router whose paper decision departs from BMA on its held-out task: four routerdc-7b tasks
+    (40 prompts each), the fallback threshold lowered to 0.4 so that a 0.51 test passes. The
+    artifact carries the error model the reliability rule reads (measured on those four tasks)."""
+    from router_core import artifact, data
+    from router_core.decision import RoutingParams
+    from router_core.router import build_router
+
+    full = data.load(shared_data / "routerdc-7b")
+    pool = full.sample_tasks(["mbpp", "arc_challenge", "mmlu-high_school_psychology", "humaneval"], per_task=40,
+                             seed=1)
+    out = tmp_path_factory.mktemp("departing")
+    built = build_router(pool, encoder, RoutingParams(eta=0.4))
+    artifact.save(built, out)
+    prompts = [p for p, t in zip(full.prompts, full.tasks) if t == DEPARTING][:MIN_SAMPLES + 2 * MIN_OUTCOMES]
+    with running_upstream(shared_data / "routerdc-7b") as its_upstream:  # serves routerdc-7b's models
+        yield out, built, prompts, its_upstream
+
+
+@pytest.mark.parametrize("policy", ["reliability_to_bma", "outcome"])
+def test_a_departure_whose_outcomes_undercut_its_predictors_goes_back_to_bma(departing_router, redis_url, encoder,
+                                                                             task_id, policy):
+    # the departed model's wrong answers say its predictor was overrated on this task: the default
+    # policy re-makes the paper's decision with the p they measure and goes back to BMA, with no
+    # other model's record needed; the outcome policy reads the same record as "a hard task" and stays
+    router_dir, built, prompts, upstream = departing_router
+    extra = {} if policy == "reliability_to_bma" else {"policy": "outcome"}  # the default, and the other one
+    g = ThreadGateway(feedback_config(router_dir, built, upstream, redis_url, **extra), encoder).start()
+    try:
+        sdk = openai.OpenAI(base_url=g.url + "/v1", api_key=API_KEY, max_retries=0)
+        served = finalise(sdk, prompts, task_id)
+        decision = task(g.url, task_id)["decision"]
+        assert decision["method"] == "S3" and decision["bma"] == built.bma_model != served
+        results = []
+        for p in prompts[MIN_SAMPLES:MIN_SAMPLES + MIN_OUTCOMES]:
+            source, model, rid = ask(sdk, p, task_id)
+            assert (source, model) == ("cached", served)
+            results.append(feed(g.url, rid, 0).json())
+        if policy == "outcome":
+            assert not any(r["revised"] for r in results)
+            assert ask(sdk, prompts[-1], task_id)[:2] == ("cached", served)
+            return
+        assert [bool(r["revised"]) for r in results] == [False] * (MIN_OUTCOMES - 1) + [True]
+        assert results[-1]["revised"] == {"model": built.bma_model, "revision": 1}
+        history = task(g.url, task_id)["history"]
+        assert [h["model"] for h in history] == [served, built.bma_model]
+        evidence = history[-1]["evidence"]
+        assert evidence["rule"] == "reliability" and evidence["outcomes"] == {served: MIN_OUTCOMES}
+        assert 0.5 < evidence["prob_better"] <= 1.0
+        assert ask(sdk, prompts[-1], task_id)[:2] == ("revised", built.bma_model)
+    finally:
+        g.stop()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from router_core import artifact, data, embed, evaluate, loto
+from router_core import artifact, data, embed, evaluate, loto, reliability
 from router_core.decision import RoutingParams
 from router_core.onnx_encoder import ENCODER_DIR_ENV, encoder_root
 from router_core.router import LabelledSamples, build_router
@@ -48,6 +48,8 @@ def test_build_save_load_route(subset, vectors, tmp_path):
     assert back.version == version and back.models == subset.models
     assert artifact.save(back, tmp_path / "art2") == version  # content hash is stable
     assert len(back.task_names) == len(TASKS) and back.u_train.shape == (len(TASKS),)
+    # the reliability rule's spreads, measured on the pool's tasks, travel with the artifact
+    assert back.errors == r.errors != reliability.DEFAULT_ERRORS and 0 < r.errors.shared_sd < 0.5
     rows = np.flatnonzero(subset.tasks == "gsm8k")
     agg = back.aggregate(vectors[rows])
     d = back.decide(agg)

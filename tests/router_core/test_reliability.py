@@ -82,7 +82,10 @@ def test_a_departure_whose_outcomes_undercut_p_goes_back_to_bma():
     assert rel.revise(t["n"], t["s2"], t["p_hat"], 0, 1, ERR, np.array([0.0, 6.0]), np.array([0.0, 15.0]),
                       0, min_outcomes=20, max_revisions=2) is None
     assert rel.revise(t["n"], t["s2"], t["p_hat"], 0, 1, ERR, np.array([0.0, 12.0]), np.array([0.0, 30.0]),
-                      2, min_outcomes=20, max_revisions=2) is None
+                      0, min_outcomes=20, max_revisions=0) is None
+    # a decision already revised (on direct evidence, say) is not re-made from the paper's scores
+    assert rel.revise(t["n"], t["s2"], t["p_hat"], 0, 1, ERR, np.array([0.0, 12.0]), np.array([0.0, 30.0]),
+                      1, min_outcomes=20, max_revisions=2) is None
 
 
 def test_outcomes_that_confirm_the_departure_keep_it():

@@ -32,14 +32,15 @@ from .data import BenchmarkData
 from .decision import LABEL_EVIDENCE, LABELS_IN_POOL, RoutingParams, decide_calibrated, decide_task
 from .state import TaskAggregates
 
-METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_evidence", "S3_evidence_only",
+METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain", "S3_evidence",
+           "S3_evidence_only",
            "S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
 # the candidates for the default (docs/results.md, "How the default is chosen"), all scored without the
 # held-out task's labels anywhere: the paper's S3 with its p_hat targets from the nested pool
 # (S3_nested), the calibrated expected accuracy with its strength chosen by inner leave-one-task-out,
 # and the same at full strength; S3_selfcheck: S3_nested with its fallback threshold chosen by inner
 # leave-one-task-out on the training tasks (router_core.selfcheck)
-CANDIDATES = ("S3_nested", "S3_selfcheck", "calibrated", "calibrated_full")
+CANDIDATES = ("S3_nested", "S3_selfcheck", "S3_uncertain", "calibrated", "calibrated_full")
 PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
 # evidence"): the paper's (labels join the neighbour pool), the same then revised by the labels as
@@ -47,6 +48,7 @@ PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 # calibrated method's labels posterior
 LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated")
 CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner LOTO (not a method yet)",
+                    "S3_uncertain": "paper, the fallback test on the scores' measured error (not a method yet)",
                     "calibrated": "calibrated", "calibrated_full": "calibrated"}
 
 
@@ -178,6 +180,8 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         calibrated["S3_nested"] = dec_nested
         argmax = idx[dec_nested.argmax_model or dec_nested.model]
         self_pick = selfcheck.pick(argmax, bma, dec_nested.prob_beats_bma, nested.eta)
+        s3_nested = np.array([dec_nested.s3[m] for m in data.models])
+        uncertain, _ = rel.uncertain_pick(s3_nested, argmax, bma, nested.errors.score_sd, params.eta)
     if labelled is not None:  # the labels as direct evidence, with the pool's sigma (no held-out label in its fit)
         sigma_fit = nested.calibrations.get("calibrated") if nested else None
         calibrated["S3_evidence"] = fb.with_label_evidence(dec, sigma_fit, *labelled)
@@ -188,7 +192,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         calibrated["S3_evidence"] = calibrated["S3_evidence_only"] = dec
     picks = {
         **{name: idx[d.model] for name, d in calibrated.items()},
-        **({"S3_selfcheck": self_pick} if nested is not None else {}),
+        **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain} if nested is not None else {}),
         "S1": sc.cost_aware_choice(s1v, costs, params.epsilon, params.lam),
         "S2": sc.cost_aware_choice(s2v, costs, params.epsilon, params.lam),
         "S3": idx[dec.model],

@@ -16,6 +16,7 @@ Docs: docs/method.md, "Feedback that measures the predictors".
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -37,17 +38,23 @@ class ErrorModel:
     shared_sd: float  # the part of p_hat's error that all models of a task share (RMS)
     own_sd: float  # each model's own part
     identity_sd: float  # true accuracy minus S3 computed with the true p: the identity's own miss
+    # true accuracy minus S3 with p_hat, its spread between models of one task: how far a difference of
+    # S3 between two models can be trusted (the shared part moves no choice)
+    score_sd: float = 0.05
 
     def to_dict(self) -> dict[str, float]:
-        return {"shared_sd": self.shared_sd, "own_sd": self.own_sd, "identity_sd": self.identity_sd}
+        return {"shared_sd": self.shared_sd, "own_sd": self.own_sd, "identity_sd": self.identity_sd,
+                "score_sd": self.score_sd}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ErrorModel":
-        return cls(float(d["shared_sd"]), float(d["own_sd"]), float(d["identity_sd"]))
+        return cls(float(d["shared_sd"]), float(d["own_sd"]), float(d["identity_sd"]),
+                   float(d.get("score_sd", DEFAULT_SCORE_SD)))
 
 
+DEFAULT_SCORE_SD = 0.05
 #: where a pool has too few tasks to measure anything (or an artifact predates the measurement)
-DEFAULT_ERRORS = ErrorModel(shared_sd=0.05, own_sd=0.05, identity_sd=0.03)
+DEFAULT_ERRORS = ErrorModel(shared_sd=0.05, own_sd=0.05, identity_sd=0.03, score_sd=DEFAULT_SCORE_SD)
 
 
 def fit_error_model(u: Array, p: Array, s2: Array, accuracy: Array, usable: NDArray[np.bool_],
@@ -62,12 +69,14 @@ def fit_error_model(u: Array, p: Array, s2: Array, accuracy: Array, usable: NDAr
     tasks = np.flatnonzero(usable)
     if len(tasks) < 3:
         return DEFAULT_ERRORS
-    resid = []
+    resid, score_miss = [], []
     for d in tasks:
         others = usable.copy()
         others[d] = False
         p_hat, _ = sc.nadaraya_watson(float(u[d]), u[others], p[others], bandwidth)
         resid.append(np.asarray(p[d], dtype=np.float64) - p_hat)
+        score_miss.append(accuracy[d] - sc.s3_from_s2(s2[d], p_hat))
+    score_sd = _within_task_sd(np.array(score_miss))
     r = np.array(resid)  # (T, M), NaN where a model has no labels on a task
     have = ~np.isnan(r)
     count = have.sum(axis=1)
@@ -82,7 +91,33 @@ def fit_error_model(u: Array, p: Array, s2: Array, accuracy: Array, usable: NDAr
     miss = accuracy[tasks] - sc.s3_from_s2(s2[tasks], p[tasks])
     identity_var = float(np.nanmean(miss ** 2)) if np.any(~np.isnan(miss)) else DEFAULT_ERRORS.identity_sd ** 2
     return ErrorModel(max(float(np.sqrt(shared_var)), MIN_SD), max(float(np.sqrt(own_var)), MIN_SD),
-                      max(float(np.sqrt(identity_var)), MIN_SD))
+                      max(float(np.sqrt(identity_var)), MIN_SD), score_sd)
+
+
+def _within_task_sd(x: Array) -> float:
+    """sqrt of the mean over rows (tasks) of each row's variance over its non-NaN columns (models),
+    M/(M-1) corrected; rows with fewer than two values are skipped (DEFAULT_SCORE_SD if none is left)."""
+    have = ~np.isnan(x)
+    count = have.sum(axis=1)
+    rows = count >= 2
+    if not rows.any():
+        return DEFAULT_SCORE_SD
+    x, have, count = x[rows], have[rows], count[rows]
+    mean = np.nansum(x, axis=1) / count
+    dev = np.where(have, x - mean[:, None], 0.0)
+    return max(float(np.sqrt(np.mean((dev ** 2).sum(axis=1) / (count - 1)))), MIN_SD)
+
+
+def uncertain_pick(s3: Array, argmax: int, bma: int, score_sd: float, eta: float = sc.ETA
+                   ) -> tuple[int, float | None]:
+    """The fallback test on the scores' measured error: ``argmax`` stays when
+    Phi((S3[argmax] - S3[bma]) / (sqrt(2) score_sd)) >= eta, else BMA. Returns (pick, that probability;
+    None when ``argmax`` is BMA)."""
+    if argmax == bma:
+        return bma, None
+    z = (float(s3[argmax]) - float(s3[bma])) / (math.sqrt(2.0) * max(score_sd, MIN_SD))
+    prob = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    return (argmax if prob >= eta else bma), prob
 
 
 def posterior_p(p_hat: Array, s2: Array, errors: ErrorModel, correct: Array,

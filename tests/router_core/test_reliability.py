@@ -102,3 +102,28 @@ def test_to_bma_only_never_departs():
     free = rel.revise(*args, min_outcomes=20, max_revisions=2)
     assert free is not None and free[0] == 1
     assert rel.revise(*args, min_outcomes=20, max_revisions=2, to_bma_only=True) is None
+
+
+def test_score_sd_is_the_within_task_spread_of_s3s_miss():
+    # equal u: p_hat of a task is the mean p of the other two; S2 = 1 for both models, so S3_hat = p_hat
+    # and the miss is accuracy - p_hat: (+0.05, -0.05) on every task -> within-task sd sqrt(2 * 0.05^2 / 1)
+    u = np.zeros(3)
+    p = np.full((3, 2), 0.7)
+    s2 = np.ones((3, 2))
+    acc = np.array([[0.75, 0.65]] * 3)
+    em = rel.fit_error_model(u, p, s2, acc, np.ones(3, dtype=bool))
+    assert em.score_sd == pytest.approx(np.sqrt(2 * 0.05 ** 2))
+    assert rel.ErrorModel.from_dict(em.to_dict()) == em
+    # an artifact from before score_sd: the documented default
+    assert rel.ErrorModel.from_dict({"shared_sd": 0.1, "own_sd": 0.1, "identity_sd": 0.1}).score_sd == 0.05
+
+
+def test_uncertain_pick_departs_only_on_a_gap_its_error_allows():
+    s3 = np.array([0.70, 0.72, 0.80])
+    # gap 0.02 with sd 0.05: z = 0.02 / (sqrt 2 * 0.05) = 0.283, Phi = 0.611 >= 0.6: departs
+    pick, prob = rel.uncertain_pick(s3, 1, 0, 0.05, eta=0.6)
+    assert pick == 1 and prob == pytest.approx(0.6113, abs=1e-4)
+    # the same gap with twice the error: Phi(0.141) = 0.556 < 0.6: back to BMA
+    pick, prob = rel.uncertain_pick(s3, 1, 0, 0.10, eta=0.6)
+    assert pick == 0 and prob == pytest.approx(0.5562, abs=1e-4)
+    assert rel.uncertain_pick(s3, 0, 0, 0.05) == (0, None)

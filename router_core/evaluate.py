@@ -33,7 +33,7 @@ from .decision import LABEL_EVIDENCE, LABELS_IN_POOL, RoutingParams, decide_cali
 from .state import TaskAggregates
 
 METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain", "S3_evidence",
-           "S3_evidence_only",
+           "S3_evidence_only", "S3_evidence_reliable",
            "S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
 # the candidates for the default (docs/results.md, "How the default is chosen"), all scored without the
 # held-out task's labels anywhere: the paper's S3 with its p_hat targets from the nested pool
@@ -46,7 +46,7 @@ PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 # evidence"): the paper's (labels join the neighbour pool), the same then revised by the labels as
 # direct evidence (feedback.with_label_evidence), revised by them without joining the pool, and the
 # calibrated method's labels posterior
-LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated")
+LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated", "S3_evidence_reliable")
 CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner LOTO (not a method yet)",
                     "S3_uncertain": "paper, the fallback test on the scores' measured error (not a method yet)",
                     "calibrated": "calibrated", "calibrated_full": "calibrated"}
@@ -188,8 +188,11 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         agg0 = TaskAggregates.from_rows(table.g[rows_eval], table.u_prompt[rows_eval])  # labels not in the pool
         dec0 = decide_task(agg0, data.models, u_train, p_train, bma, costs, p_params)
         calibrated["S3_evidence_only"] = fb.with_label_evidence(dec0, sigma_fit, *labelled)
+        errors = nested.errors if nested else rel.DEFAULT_ERRORS
+        calibrated["S3_evidence_reliable"] = rel.with_label_evidence(dec0, data.models, errors, sigma_fit, *labelled,
+                                                                     p_params, costs)
     elif alpha > 0:  # a task too small for any label at this alpha: the zero-label decision
-        calibrated["S3_evidence"] = calibrated["S3_evidence_only"] = dec
+        calibrated["S3_evidence"] = calibrated["S3_evidence_only"] = calibrated["S3_evidence_reliable"] = dec
     picks = {
         **{name: idx[d.model] for name, d in calibrated.items()},
         **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain} if nested is not None else {}),

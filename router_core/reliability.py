@@ -17,14 +17,16 @@ Docs: docs/method.md, "Feedback that measures the predictors".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
+from . import calibration as cal
+from . import feedback as fb
 from . import scores as sc
-from .decision import RoutingParams, paper_pick
+from .decision import Decision, RoutingParams, paper_pick
 
 Array = NDArray[np.float64]
 
@@ -181,3 +183,43 @@ def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: Error
         prob = 1.0 - sc.prob_beats(n, n_pos[served], p[served], n_pos[bma], p[bma], -margin, params.draws,
                                    params.seed)
     return pick, p, 1.0 if prob is None else prob
+
+
+def revise_decision(decision: Decision, models: Sequence[str], errors: ErrorModel, correct: Array, counted: Array,
+                    fparams: fb.FeedbackParams, routing: RoutingParams, costs: Array | None = None
+                    ) -> fb.Revision | None:
+    """:func:`revise` on a decision record (outcomes per model in ``models`` order) under the policy of
+    ``fparams``; None for the ``outcome`` policy, a decision that is not the paper's S3 (or its
+    fallback) or was already revised, or evidence that leaves the pick where it is."""
+    if fparams.policy == "outcome" or decision.method not in ("S3", "BMA-fallback") or decision.bma is None:
+        return None
+    models = list(models)
+    if decision.model not in models or decision.bma not in models or any(
+            m not in decision.s2 or m not in decision.p_hat for m in models):
+        return None
+    s2 = np.array([decision.s2[m] for m in models])
+    p_hat = np.array([decision.p_hat[m] for m in models])
+    served = models.index(decision.model)
+    out = revise(decision.n, s2, p_hat, models.index(decision.bma), served, errors, correct, counted,
+                 decision.revision, fparams.min_outcomes, fparams.max_revisions, routing, costs,
+                 to_bma_only=fparams.policy == "reliability_to_bma")
+    if out is None:
+        return None
+    pick, p, prob = out
+    return fb.Revision(pick, served, prob, sc.s3_from_s2(s2, p), np.asarray(counted, dtype=np.float64), "reliability")
+
+
+def with_label_evidence(decision: Decision, models: Sequence[str], errors: ErrorModel,
+                        calibration: cal.Calibration | None, correct: Array, counted: Array, routing: RoutingParams,
+                        costs: Array | None = None, fparams: fb.FeedbackParams = fb.FeedbackParams()) -> Decision:
+    """A task's labelled prompts weighed as both things they measure: first the predictors' accuracy p
+    (:func:`revise_decision` under the shipped feedback policy), then, where that leaves the pick, each
+    model's accuracy (:func:`feedback.with_label_evidence`). A revised decision has ``method="labels"``
+    and its ``evidence``."""
+    rev = revise_decision(decision, models, errors, correct, counted, fparams, routing, costs)
+    if rev is None:
+        return fb.with_label_evidence(decision, calibration, correct, counted, fparams)
+    models = list(models)
+    new = models[rev.model]
+    return replace(decision, model=new, method="labels", ranking=[new, *(m for m in decision.ranking if m != new)],
+                   evidence=rev.evidence(models))

@@ -27,7 +27,7 @@ from . import feedback as fb
 from . import reliability as rel
 from .feedback import label_outcomes, with_label_evidence
 from .index import ExactIndex, HnswIndex, NeighbourIndex
-from .scores import best_on_average, knn_correctness, local_predictor_accuracy, prompt_distance, s3_from_s2
+from .scores import best_on_average, knn_correctness, local_predictor_accuracy, prompt_distance
 from .state import TaskAggregates
 
 EXACT_BELOW = 2000  # pools smaller than this are searched exactly
@@ -224,26 +224,10 @@ class Router:
                               params: fb.FeedbackParams, epsilon: float | None = None, lam: float | None = None,
                               costs: np.ndarray | None = None) -> fb.Revision | None:
         """A paper-method task decision re-made once its outcomes (per model, in :attr:`models` order)
-        measured the predictors' accuracy p (:func:`reliability.revise`, under the decision's cost
-        knobs); None when ``params.policy`` is ``outcome``, the decision is not the paper's S3 (or its
-        fallback), or the evidence leaves the pick where it is."""
-        if params.policy == "outcome" or decision.method not in ("S3", "BMA-fallback") or decision.bma is None:
-            return None
-        if decision.model not in self.models or any(m not in decision.s2 or m not in decision.p_hat
-                                                    for m in self.models):
-            return None
-        s2 = np.array([decision.s2[m] for m in self.models])
-        p_hat = np.array([decision.p_hat[m] for m in self.models])
-        served = self.models.index(decision.model)
-        out = rel.revise(decision.n, s2, p_hat, self.models.index(decision.bma), served, self.errors, correct,
-                         counted, decision.revision, params.min_outcomes, params.max_revisions,
-                         self._params(epsilon, lam, "paper"), self.effective_costs(costs),
-                         to_bma_only=params.policy == "reliability_to_bma")
-        if out is None:
-            return None
-        pick, p, prob = out
-        return fb.Revision(pick, served, prob, s3_from_s2(s2, p), np.asarray(counted, dtype=np.float64),
-                           "reliability")
+        measured the predictors' accuracy p (:func:`reliability.revise_decision`, under the decision's
+        cost knobs and ``params.policy``); None where the evidence leaves the pick where it is."""
+        return rel.revise_decision(decision, self.models, self.errors, correct, counted, params,
+                                   self._params(epsilon, lam, "paper"), self.effective_costs(costs))
 
     def decide_instance(self, g_row: np.ndarray, epsilon: float | None = None, lam: float | None = None,
                         costs: np.ndarray | None = None) -> Decision:

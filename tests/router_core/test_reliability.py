@@ -127,3 +127,45 @@ def test_uncertain_pick_departs_only_on_a_gap_its_error_allows():
     pick, prob = rel.uncertain_pick(s3, 1, 0, 0.10, eta=0.6)
     assert pick == 0 and prob == pytest.approx(0.5562, abs=1e-4)
     assert rel.uncertain_pick(s3, 0, 0, 0.05) == (0, None)
+
+
+def _record(method: str = "S3", revision: int = 0):
+    from router_core.decision import Decision
+
+    # the departed task above as a decision record: model b departs from BMA a
+    return Decision(model="b", method=method, models=["a", "b"], ranking=["b", "a"], n=200,
+                    s2={"a": 0.9, "b": 1.0}, p_hat={"a": 0.8, "b": 0.8}, s3={"a": 0.74, "b": 0.8}, bma="a",
+                    revision=revision)
+
+
+def test_a_decision_record_is_revised_under_the_feedback_policy():
+    from router_core import feedback as fb
+    from router_core.decision import RoutingParams
+
+    correct, counted = np.array([0.0, 12.0]), np.array([0.0, 30.0])
+    routing = RoutingParams(method="paper")
+    rev = rel.revise_decision(_record(), ["a", "b"], ERR, correct, counted, fb.FeedbackParams(), routing)
+    assert rev is not None and (rev.model, rev.previous, rev.rule) == (0, 1, "reliability")
+    assert rev.evidence(["a", "b"])["rule"] == "reliability"
+    # the same evidence under the outcome policy, on a calibrated decision, or on one revised already: nothing
+    assert rel.revise_decision(_record(), ["a", "b"], ERR, correct, counted, fb.FeedbackParams(policy="outcome"),
+                               routing) is None
+    assert rel.revise_decision(_record("calibrated"), ["a", "b"], ERR, correct, counted, fb.FeedbackParams(),
+                               routing) is None
+    assert rel.revise_decision(_record(revision=1), ["a", "b"], ERR, correct, counted, fb.FeedbackParams(),
+                               routing) is None
+
+
+def test_labels_first_measure_the_predictors_then_the_models():
+    from router_core.decision import RoutingParams
+
+    routing = RoutingParams(method="paper")
+    # 30 labels: b right on 12 (its predictor overrated), a right on 20: back to BMA on the reliability rule
+    dec = rel.with_label_evidence(_record(), ["a", "b"], ERR, None, np.array([20.0, 12.0]), np.array([30.0, 30.0]),
+                                  routing)
+    assert (dec.model, dec.method, dec.evidence["rule"]) == ("a", "labels", "reliability")
+    assert dec.ranking == ["a", "b"]
+    # labels that confirm the departure leave it
+    kept = rel.with_label_evidence(_record(), ["a", "b"], ERR, None, np.array([25.0, 29.0]), np.array([30.0, 30.0]),
+                                   routing)
+    assert kept == _record()

@@ -213,8 +213,11 @@ class Feedback:
                                                  knobs.epsilon, knobs.lam, self.costs)
         if rev is None:
             extra = fb.cost_margins(self.costs, served, knobs.epsilon, knobs.lam)
-            rev = fb.revise(self._belief(current), served, outcomes.correct, outcomes.counted, current.revision,
-                            self.params, extra)
+            belief = self._belief(current)
+            rev = fb.revise(belief, served, outcomes.correct, outcomes.counted, current.revision, self.params, extra)
+            if rev is None:  # under the quality floor, a cheaper model whose own record clears it
+                rev = fb.revise_to_cheaper(belief, served, outcomes.correct, outcomes.counted, current.revision,
+                                           self.params, self.costs, knobs.epsilon)
         if rev is None:
             await self._update_coverage(task, current, outcomes)
             return None

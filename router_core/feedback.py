@@ -154,6 +154,40 @@ def revise(belief: Belief, served: int, correct: Array, counted: Array, revision
     return Revision(best, served, prob, mean, counted)
 
 
+def revise_to_cheaper(belief: Belief, served: int, correct: Array, counted: Array, revisions: int,
+                      params: FeedbackParams, costs: Array | None, epsilon: float | None) -> Revision | None:
+    """Under the quality floor (the ``epsilon`` knob: the cheapest model within epsilon of the best),
+    the cheaper model that the task's evidence says clears it: the cheapest model, cheaper than
+    ``served`` and with ``min_outcomes`` outcomes of its own, whose accuracy exceeds the best recorded
+    model's (the highest posterior mean among those with ``min_outcomes`` outcomes, ``served``
+    included) less ``epsilon`` plus ``margin`` with probability ``confidence``.
+
+    The other direction of :func:`revise` (which, under the floor, asks a model to *lead* by epsilon):
+    the product's promise of a smaller model when it is as good, kept once the evidence shows it. Both
+    sides of the comparison are records, never a bare prediction: a model never served on the task
+    neither qualifies nor sets the floor.
+    """
+    counted = np.asarray(counted, dtype=np.float64)
+    if (not epsilon or costs is None or revisions >= params.max_revisions
+            or counted[served] < params.min_outcomes):
+        return None
+    costs = np.nan_to_num(np.asarray(costs, dtype=np.float64), nan=np.inf)
+    mean, cov = belief.posterior(np.asarray(correct, dtype=np.float64), counted)
+    recorded = [m for m in range(len(mean)) if counted[m] >= params.min_outcomes]
+    best = max(recorded, key=lambda m: (mean[m], -m))
+    slack = params.margin - float(epsilon)  # the candidate may trail the best by epsilon - margin
+
+    def clears(m: int) -> float:
+        return 1.0 if m == best else prob_better(mean, cov, m, best, slack)
+
+    cheaper = [m for m in range(len(mean)) if costs[m] < costs[served] and counted[m] >= params.min_outcomes]
+    ok = [m for m in cheaper if clears(m) >= params.confidence]
+    if not ok:
+        return None
+    pick = min(ok, key=lambda m: (costs[m], -mean[m], m))
+    return Revision(pick, served, clears(pick), mean, counted)
+
+
 def label_outcomes(labels: Array) -> tuple[Array, Array]:
     """(correct, counted) per model from a task's labelled prompts ((L, M), NaN where unlabelled)."""
     labels = np.atleast_2d(np.asarray(labels, dtype=np.float64))

@@ -364,3 +364,49 @@ def test_a_departure_whose_outcomes_undercut_its_predictors_goes_back_to_bma(dep
         assert ask(sdk, prompts[-1], task_id)[:2] == ("revised", built.bma_model)
     finally:
         g.stop()
+
+
+def test_under_an_epsilon_floor_a_cheaper_model_whose_record_clears_it_takes_over(router_dir, router, upstream,
+                                                                                   redis_url, encoder, bench, task_id):
+    # every model costs the same in these gateways but one, made ten times cheaper; with the floor
+    # (epsilon 0.05) the task's pick stays where it is until that model's own record, as good as the
+    # served one's, says it clears the floor with confidence
+    cfg = feedback_config(router_dir, router, upstream, redis_url)
+    cfg["router"]["aliases"] = [{"name": "router", "epsilon": 0.05}]
+    for entry in cfg["model_list"]:  # routing reads per-request prices (model_info.cost_per_request)
+        entry["model_info"] = {"cost_per_request": 0.01}
+    prompts = bench.held_out["arc-challenge"]
+    g = ThreadGateway(cfg, encoder).start()
+    try:
+        sdk = openai.OpenAI(base_url=g.url + "/v1", api_key=API_KEY, max_retries=0)
+        served = finalise(sdk, prompts, task_id)
+    finally:
+        g.stop()
+    cheap = next(m for m in router.models if m != served)
+    for entry in cfg["model_list"]:
+        if entry["model_name"] == cheap:
+            entry["model_info"] = {"cost_per_request": 0.001}
+    g = ThreadGateway(cfg, encoder).start()
+    try:
+        sdk = openai.OpenAI(base_url=g.url + "/v1", api_key=API_KEY, max_retries=0)
+        results = []
+        for i in range(150):  # a floor of 0.05 needs evidence: ~0.9 confidence came at ~60 each here
+            p = prompts[i % len(prompts)]
+            _, model, rid = ask(sdk, p, task_id, model=cheap)
+            assert model == cheap and feed(g.url, rid, 1).json()["revised"] is None  # served has no record yet
+            source, model, rid = ask(sdk, p, task_id)
+            assert model == served, (i, source, model)
+            results.append(feed(g.url, rid, 1).json())
+            if results[-1]["revised"]:
+                break
+        assert results[-1]["revised"] == {"model": cheap, "revision": 1}
+        # the alias's decision (its knobs are a variant of the task's state): ?model=router
+        r = httpx.get(f"{g.url}/v1/router/tasks/{task_id}", params={"model": "router"}, headers=AUTH, timeout=10)
+        history = r.json()["history"]
+        assert [h["model"] for h in history] == [served, cheap]
+        evidence = history[-1]["evidence"]
+        assert evidence["rule"] == "outcome" and evidence["prob_better"] >= 0.9
+        assert evidence["outcomes"][cheap] == evidence["outcomes"][served] >= MIN_OUTCOMES
+        assert ask(sdk, prompts[0], task_id)[:2] == ("revised", cheap)
+    finally:
+        g.stop()

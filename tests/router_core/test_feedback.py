@@ -200,3 +200,32 @@ def test_coverage_signals_on_hand_computed_cases():
     c3 = cov.coverage(0.75, 0.25, u_train, 0.2)
     assert c3.coverage == pytest.approx((0.5 * 0.5 * 0.2) ** (1 / 3))
     assert c3.to_dict() == {"coverage": round(c3.coverage, 4), "reliability": 0.5, "closeness": 0.5, "agreement": 0.2}
+
+
+def test_under_the_floor_a_cheaper_model_whose_own_record_clears_it_takes_over():
+    # served model 0 is the dearest; model 1 (cheaper) and model 2 (cheapest) have records of their own
+    belief = _belief([0.70, 0.68, 0.60])
+    costs = np.array([3.0, 1.0, 0.5])
+    params = fb.FeedbackParams()
+    correct, counted = np.array([700.0, 690.0, 500.0]), np.array([1000.0, 1000.0, 1000.0])
+    mean, cov = belief.posterior(correct, counted)
+    assert int(np.argmax(mean)) == 0
+    # epsilon 0.05: model 1 trails the best by ~0.01 and clears best - 0.05 + 0.01 with confidence; model 2
+    # (0.50 observed) does not: the cheapest that clears is model 1
+    rev = fb.revise_to_cheaper(belief, 0, correct, counted, 0, params, costs, 0.05)
+    assert rev is not None and (rev.model, rev.previous) == (1, 0)
+    assert rev.prob == pytest.approx(fb.prob_better(mean, cov, 1, 0, 0.01 - 0.05)) and rev.prob >= 0.9
+    # no floor, no costs, a cheaper model without its own record, or the cap: nothing
+    assert fb.revise_to_cheaper(belief, 0, correct, counted, 0, params, costs, None) is None
+    assert fb.revise_to_cheaper(belief, 0, correct, counted, 0, params, None, 0.05) is None
+    assert fb.revise_to_cheaper(belief, 0, np.array([700.0, 7.0, 500.0]), np.array([1000.0, 10.0, 1000.0]), 0,
+                                params, costs, 0.05) is None
+    assert fb.revise_to_cheaper(belief, 0, correct, counted, 2, params, costs, 0.05) is None
+    # a floor too tight for the evidence (epsilon 0.02: model 1 must be as good as the best): nothing
+    assert fb.revise_to_cheaper(belief, 0, correct, counted, 0, params, costs, 0.02) is None
+    # the floor is set by recorded models only: a fourth model predicted far better, never served, does
+    # not raise it (its posterior is a prediction), and the same records still move the task to model 1
+    four = _belief([0.70, 0.68, 0.60, 0.95])
+    rev4 = fb.revise_to_cheaper(four, 0, np.append(correct, 0.0), np.append(counted, 0.0), 0, params,
+                                np.append(costs, 5.0), 0.05)
+    assert rev4 is not None and rev4.model == 1

@@ -161,7 +161,8 @@ class Feedback:
         counted = await self.store.add(task, rid, score)
         metrics.FEEDBACK.labels(counted.status).inc()
         if counted.status == "unknown" or counted.outcomes is None:
-            raise not_found(request_id, f"is unknown or expired (records are kept {self.settings.ttl_s} s)")
+            raise not_found(request_id, f"is unknown or expired (records are kept {self.settings.ttl_s} s) "
+                                        "or its task was deleted")
         revised = None
         if counted.status == "counted":
             revised = await self.revise(task, counted, counted.outcomes)
@@ -243,3 +244,10 @@ class Feedback:
         found = self.coverage_of(decision, outcomes) if decision is not None else None
         return {"outcomes": outcomes.by_model(self.models), "history": await self.store.history(task, variant),
                 "coverage": found.to_dict() if found is not None else None}
+
+    async def forget(self, task: str, variants: list[str]) -> int:
+        """Forget the task's outcomes, histories, request records and coverage (after its routing
+        state: :meth:`FeedbackStore.forget`); how many keys went."""
+        gone, below = await self.store.forget(task, variants, self.settings.coverage_threshold)
+        metrics.TASKS_NEEDING_FEEDBACK.set(below)
+        return gone

@@ -1,13 +1,17 @@
 """Outcome feedback in Redis: request records, idempotent outcome counts, revision by compare-and-set.
 
 The keys are :class:`gateway.task_store.TaskStateLayout`'s (``req:<id>``, ``out``, ``history``,
-next to the task's other keys, so one task's keys stay in one Redis Cluster slot); this module
-holds the three scripts that use them. Each is atomic, so every gateway process on the same Redis
+``gen``, next to the task's other keys, so one task's keys stay in one Redis Cluster slot); this
+module holds the four scripts that use them. Each is atomic, so every gateway process on the same Redis
 agrees:
 
 - recording a request is one script (``HSET`` + ``EXPIRE``: a record never outlives ``ttl_s``);
+  it stamps the record with the task's deletion generation (``gen``) and renews that key's TTL;
 - counting an outcome sets the record's score with ``HSETNX`` and only then adds it to the task's
-  counts, so a repeated (or concurrent) feedback for one request never counts twice;
+  counts, so a repeated (or concurrent) feedback for one request never counts twice; a record of
+  another generation (its task was deleted since) is unknown, like an expired one;
+- forgetting a task's feedback (the tasks API's ``DELETE``) bumps its generation and deletes its
+  outcomes and histories in one script, then drops its coverage entry;
 - a revision replaces the final decision only if it is still the one the revision was computed
   from (same model and revision count): of two processes revising at once, one wins and the other
   finds the decision changed.
@@ -29,17 +33,26 @@ from router_core.decision import Decision
 
 from .task_store import RedisTaskStore
 
-# KEYS[1] request record; ARGV: ttl, then field/value pairs
+# KEYS[1] request record, KEYS[2] the task's generation; ARGV: ttl, then field/value pairs. The
+# generation's TTL is renewed so that it outlives every record stamped with it (a generation that
+# expired first would read as none, and would turn that record unknown).
 RECORD = """
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local gen = redis.call('GET', KEYS[2])
+if gen then
+  redis.call('HSET', KEYS[1], 'r', gen)
+  if redis.call('TTL', KEYS[2]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS[1] request record, KEYS[2] the task's outcome counts; ARGV: score, counts TTL. Returns the
-# status, the record's fields (m, v, e, l: what the revision needs) and the task's counts after it.
+# KEYS[1] request record, KEYS[2] the task's outcome counts, KEYS[3] its generation; ARGV: score,
+# counts TTL. Returns the status, the record's fields (m, v, e, l: what the revision needs) and the
+# task's counts after it. A record of an older generation is of a deleted task: unknown.
 ADD_OUTCOME = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
+if (redis.call('HGET', KEYS[1], 'r') or '') ~= (redis.call('GET', KEYS[3]) or '') then return {'unknown'} end
 local rec = redis.call('HMGET', KEYS[1], 'm', 'v', 'e', 'l')
 for i = 1, 4 do if not rec[i] then rec[i] = '' end end
 if redis.call('HSETNX', KEYS[1], 's', ARGV[1]) == 0 then
@@ -64,6 +77,16 @@ if redis.call('LLEN', KEYS[2]) == 0 then redis.call('RPUSH', KEYS[2], ARGV[4]) e
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 return 1
+"""
+
+# KEYS[1] the task's generation, then the keys to delete (its outcomes, its histories); ARGV: the
+# records' TTL. Returns how many keys went (the generation not counted).
+FORGET = """
+redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local n = 0
+for i = 2, #KEYS do n = n + redis.call('DEL', KEYS[i]) end
+return n
 """
 
 Status = Literal["counted", "repeat", "unknown"]
@@ -115,6 +138,7 @@ class FeedbackStore:
         self._record = store.client.register_script(RECORD)
         self._add = store.client.register_script(ADD_OUTCOME)
         self._revise = store.client.register_script(REVISE)
+        self._forget = store.client.register_script(FORGET)
 
     async def record(self, task: str, request: str, model: int, variant: str, epsilon: float | None,
                      lam: float | None, predictions: np.ndarray | None, prompt: str | None) -> None:
@@ -130,12 +154,12 @@ class FeedbackStore:
             args += ["g", base64.b64encode(np.asarray(predictions, dtype=np.float16).tobytes()).decode()]
         if prompt is not None:
             args += ["p", prompt]
-        key = self.layout.request_key(task, request)
-        await self.store.call("feedback_record", lambda: self._record(keys=[key], args=args))
+        keys = [self.layout.request_key(task, request), self.layout.key(task, "gen")]
+        await self.store.call("feedback_record", lambda: self._record(keys=keys, args=args))
 
     async def add(self, task: str, request: str, score: float) -> Counted:
         """Count one outcome for a recorded request, once."""
-        keys = [self.layout.request_key(task, request), self.layout.key(task, "out")]
+        keys = [self.layout.request_key(task, request), self.layout.key(task, "out"), self.layout.key(task, "gen")]
         res = await self.store.call("feedback_add", lambda: self._add(keys=keys, args=[repr(float(score)),
                                                                                      self.store.ttl_s]))
         status = str(res[0])
@@ -198,6 +222,36 @@ class FeedbackStore:
             await self.store.call("coverage", lambda: self.store.client.zrem(key, *gone))
         count = await self.store.call("coverage", lambda: self.store.client.zcount(key, "-inf", top))
         return [row for row, e in zip(rows, exists) if e], int(count)
+
+    async def forget(self, task: str, variants: list[str], threshold: float) -> tuple[int, int]:
+        """Forget the task's feedback state: its outcomes, the histories of ``variants`` (and the
+        default's), its request records and its coverage entry; (how many keys went, how many tasks
+        are still below ``threshold``).
+
+        Request records are not found but outdated: their keys hold only the random part of a request
+        ID, so finding a task's records would take a SCAN of the whole keyspace or an index per task
+        that grows with every request and makes a deletion O(requests) inside one blocking script.
+        Instead the task's generation goes up by one (O(1), atomic with deleting its outcomes), and a
+        record stamped with an older one counts as unknown (404, like an expired ID) until it expires
+        after ``ttl_s`` (with ``feedback.store_prompts``, its prompt stays in Redis until then).
+        Call it after the task's final decisions are gone (:meth:`RedisTaskStore.reset`): a revision
+        that lands in between then finds no decision to replace, and an outcome counted in between is
+        deleted here. The coverage entry is in another slot (its own call); an entry written back by
+        a concurrent revision is dropped when listed, as the task has no final decision."""
+        names = ["", *variants]
+        keys = [self.layout.key(task, "gen"), self.layout.key(task, "out"),
+                *(self.layout.key(task, "history", v) for v in names)]
+        gone = int(await self.store.call("feedback_forget", lambda: self._forget(keys=keys, args=[self.ttl_s])))
+        key = self.layout.coverage_key()
+
+        async def uncover() -> list[Any]:
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.zrem(key, task)
+            pipe.zcount(key, "-inf", f"({threshold}")
+            return await pipe.execute()
+
+        removed, below = await self.store.call("coverage", uncover)
+        return gone + int(removed), int(below)
 
     async def history(self, task: str, variant: str) -> list[dict[str, Any]]:
         """Every final decision of the variant, oldest first (the first one alone until a revision)."""

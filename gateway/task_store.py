@@ -94,8 +94,13 @@ class TaskStateLayout:
                                             ``m`` (served model column), ``v`` (variant), ``t``
                                             (time), ``g`` (the prompt's predictions, float16
                                             base64, when it was embedded), ``p`` (the prompt,
-                                            only with ``feedback.store_prompts``), ``s`` (its
-                                            score, once fed back)               (feedback.ttl_s)
+                                            only with ``feedback.store_prompts``), ``r`` (the
+                                            task's ``gen`` when recorded, absent while it has
+                                            none), ``s`` (its score, once fed back)  (feedback.ttl_s)
+        <prefix>:{<task>}:<version>:gen     integer: how many times the task was deleted; a request
+                                            record whose ``r`` differs is of a deleted task and is
+                                            treated as unknown  (feedback.ttl_s, renewed by every
+                                            record: it outlives every record that carries it)
         <prefix>:coverage:<version>         sorted set: task -> its coverage (router_core.coverage),
                                             for ``GET /v1/router/tasks?needs_feedback=true`` (one
                                             key for all tasks; entries of forgotten or expired tasks
@@ -117,7 +122,7 @@ class TaskStateLayout:
     n_models: int
 
     def key(self, task: str, name: str, variant: str = "") -> str:
-        """``agg``, ``final`` or ``history`` (of ``variant``), ``out`` or ``samples`` of ``task``."""
+        """``agg``, ``final`` or ``history`` (of ``variant``), ``out``, ``gen`` or ``samples`` of ``task``."""
         if name == "samples":
             return f"{self.prefix}:{{{task}}}:samples"
         suffix = f":{variant}" if variant and name in ("final", "history") else ""
@@ -231,7 +236,8 @@ class TaskStore(Protocol):
         ...
 
     async def reset(self, task: str, variants: list[str] | None = None) -> int:
-        """Forget the task (its final decisions of ``variants`` too); returns how many keys went."""
+        """Forget the task's routing state (its final decisions of ``variants`` too); returns how many
+        keys went."""
         ...
 
     async def close(self) -> None: ...
@@ -404,14 +410,14 @@ class RedisTaskStore:
                                                                             args=args)))
 
     async def reset(self, task: str, variants: list[str] | None = None) -> int:
-        """Forget the task (its sums, samples, outcomes, final decisions and their histories: the
-        default's and those of ``variants``); returns how many keys went. Request records are left
-        to expire (``feedback.ttl_s``); feedback on them finds no decision to revise."""
+        """Forget the task's routing state (its sums, samples and final decisions: the default's and
+        those of ``variants``); returns how many keys went. Its feedback state (outcomes, histories,
+        request records, coverage) is :meth:`gateway.feedback_store.FeedbackStore.forget`'s, called
+        after this one (the tasks API's ``DELETE`` does both)."""
         names = ["", *(variants or [])]
         for v in names:
             self._lru.pop(f"{task}|{v}", None)
-        keys = [self.key(task, "agg"), self.key(task, "samples"), self.key(task, "out"),
-                *(self.key(task, "final", v) for v in names), *(self.key(task, "history", v) for v in names)]
+        keys = [self.key(task, "agg"), self.key(task, "samples"), *(self.key(task, "final", v) for v in names)]
         return int(await self._call("reset", lambda: self.client.delete(*keys)))
 
     async def close(self) -> None:

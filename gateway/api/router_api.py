@@ -79,11 +79,14 @@ async def get_task(task_id: str, request: Request, model: str | None = None,
         **loop})
 
 
-@router.delete("/tasks/{task_id}", summary="Forget a task (its sums, decision and samples)")
+@router.delete("/tasks/{task_id}", summary="Forget a task (its sums, decision, samples and feedback)")
 async def delete_task(task_id: str, rt: Runtime = Depends(get_runtime)) -> Response:
+    """Its routing state first, then its outcomes, histories and coverage; feedback on its earlier
+    request IDs is then 404, as for expired ones."""
     task_id = _task(task_id)
     try:
         deleted = await rt.store.reset(task_id, rt.task_router.variants)
+        deleted += await rt.feedback.forget(task_id, rt.task_router.variants)
     except StoreUnavailable as exc:
         raise _unavailable(exc) from None
     return JSONResponse({"task_id": task_id, "deleted": deleted > 0})

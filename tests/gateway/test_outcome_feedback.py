@@ -410,3 +410,58 @@ def test_under_an_epsilon_floor_a_cheaper_model_whose_record_clears_it_takes_ove
         assert ask(sdk, prompts[0], task_id)[:2] == ("revised", cheap)
     finally:
         g.stop()
+
+
+def test_a_deleted_task_forgets_its_outcomes_history_coverage_and_request_ids(gw, sdk, bench, task_id, redis_url):
+    import redis
+
+    from gateway.config import FeedbackSettings, RedisSettings
+    from gateway.task_store import TaskStateLayout
+
+    prompts = bench.held_out["mbpp"]
+    served = finalise(sdk, prompts, task_id)
+    other = task(gw.url, task_id)["decision"]["ranking"][1]
+    results = positive_then_negative(gw.url, sdk, prompts[MIN_SAMPLES:], task_id, served, other)
+    assert results[-1]["revised"] == {"model": other, "revision": 1}  # a stored history, not only the first entry
+    _, _, pending = ask(sdk, prompts[MIN_SAMPLES + 2 * MIN_OUTCOMES], task_id)  # recorded, not yet fed back
+    fed = results[0]["request_id"]
+    state = task(gw.url, task_id)
+    assert state["outcomes"] and len(state["history"]) == 2
+    listed = httpx.get(gw.url + "/v1/router/tasks?limit=10000", headers=AUTH).json()
+    assert task_id in [t["task_id"] for t in listed["tasks"]]
+
+    assert httpx.delete(f"{gw.url}/v1/router/tasks/{task_id}", headers=AUTH).json()["deleted"] is True
+    # the deleted task's request IDs are unknown now, fed back or not, like unknown or expired ones
+    unknown = feed(gw.url, "0" * 32 + "." + task_id, 1).json()["error"]
+    for rid in (pending, fed):
+        r = feed(gw.url, rid, 1)
+        assert r.status_code == 404, r.text
+        err = r.json()["error"]
+        assert (err["code"], err["param"], err["type"]) == (unknown["code"], unknown["param"], unknown["type"])
+        assert err["code"] == "request_not_found" and "deleted" in err["message"]
+    batch = post(gw.url, {"feedback": [{"request_id": pending, "correct": 0}]}, path="/v1/router/feedback")
+    assert batch.status_code == 200 and batch.json()["results"][0]["status"] == "not_found"
+    listed = httpx.get(gw.url + "/v1/router/tasks?limit=10000", headers=AUTH).json()
+    assert task_id not in [t["task_id"] for t in listed["tasks"]]
+    assert httpx.get(f"{gw.url}/v1/router/tasks/{task_id}", headers=AUTH).status_code == 404
+
+    # the task starts afresh: no old outcomes or history, and its new request IDs count as usual
+    source, model, fresh = ask(sdk, prompts[-1], task_id)
+    assert source == "provisional"
+    state = task(gw.url, task_id)
+    assert state["n"] == 1 and state["outcomes"] == {} and state["history"] == []
+    assert feed(gw.url, fresh, 1).json()["status"] == "counted"
+    assert task(gw.url, task_id)["outcomes"] == {model: {"correct": 1.0, "counted": 1}}
+    assert feed(gw.url, pending, 1).status_code == 404  # still unknown after the task came back
+
+    # every key the task has left expires; its generation lives as long as a request record (feedback.ttl_s)
+    prefix = RedisSettings().key_prefix
+    gen = TaskStateLayout(prefix, state["artifact"], len(state["aggregates"]["sum_g"])).key(task_id, "gen")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:{{{task_id}}}:*"))
+        assert gen in keys and client.get(gen) == "1" and len(keys) > 1
+        assert all(client.ttl(k) > 0 for k in keys), {k: client.ttl(k) for k in keys}
+        assert 0 < client.ttl(gen) <= FeedbackSettings().ttl_s
+    finally:
+        client.close()

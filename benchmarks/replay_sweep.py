@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--policies", action="store_true",
                     help="Replay every feedback policy at F = 0.2 and 1.0 (no exploration), for select_feedback.py.")
+    ap.add_argument("--min-samples", type=int, help="Replay the gateway's provisional phase (llm-router replay "
+                                                    "--min-samples).")
     ap.add_argument("--figure", type=Path, help="Only draw the figure from an existing summary.json in --out.")
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("ROUTER_SHARED_DATA", "../shared/data")))
     args = ap.parse_args()
@@ -49,8 +51,9 @@ def main() -> None:
         if args.policies:
             runs = [(f, 0.0, p) for p in POLICIES for f in (0.2, 1.0)]
         for f, e, policy in runs:
-            report = replay(prep, f, e, repeats=args.repeats, policy=policy)
-            (args.out / f"{name}-{policy}-F{f:g}-E{e:g}.json").write_text(json.dumps(report, indent=1) + "\n")
+            report = replay(prep, f, e, repeats=args.repeats, policy=policy, min_samples=args.min_samples)
+            stem = f"{name}-{policy}-F{f:g}-E{e:g}" + (f"-N{args.min_samples}" if args.min_samples else "")
+            (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
             print(format_line(report), flush=True)
             summary.append({"dataset": name, "feedback_rate": f, "explore": e, "policy": policy,
                             "methods": report["methods"]})

@@ -202,6 +202,9 @@ def replay(
     encoder_backend: str = typer.Option("onnx", help=BACKEND_HELP),
     policy: Optional[str] = typer.Option(None, help="How outcomes revise a decision: outcome, reliability_to_bma "
                                                      "or reliability (default: the shipped one)."),
+    min_samples: Optional[int] = typer.Option(None, "--min-samples", help="Replay the gateway's phases: the "
+                                              "decision is provisional for the stream's first N prompts and "
+                                              "final from N on (default: the whole task's decision)."),
 ) -> None:
     """Leave-one-task-out replay of outcome feedback: static default vs feedback vs BMA vs Oracle."""
     from .feedback import FeedbackParams
@@ -218,7 +221,9 @@ def replay(
         _fail(str(exc))
     pool, vectors = held_out_pool(data, threshold, text_field, holdout_field, cache_dir, encoder_backend)
     prep = prepare(pool, vectors, RoutingParams(seed=seed))
-    report = run_replay(prep, feedback_rate, explore, repeats, seed, fparams, policy)
+    if min_samples is not None and min_samples < 1:
+        _fail(f"--min-samples must be >= 1, not {min_samples}")
+    report = run_replay(prep, feedback_rate, explore, repeats, seed, fparams, policy, min_samples)
     report["holdout_field"] = holdout_field
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -15,14 +15,18 @@ predictors"): ``outcome`` (:func:`feedback.revise`: the posterior over accuracie
 (:func:`reliability.revise`: the outcomes measure the predictors' accuracy p and re-make the paper's
 decision, then the outcome rule) and ``reliability_to_bma`` (the same, revising only back to BMA).
 
-Simplification: the static decision is the one made from all the task's prompts (the evaluation's
-decision), served from the first prompt on; the gateway's provisional phase is not replayed.
+By default the static decision is the one made from all the task's prompts (the evaluation's
+decision), served from the first prompt on. With ``min_samples`` the gateway's phases are replayed
+instead: each of the stream's first ``min_samples`` prompts is served by the paper's decision from the
+prompts so far (provisional; the gateway's ``router.min_samples``), the decision made at
+``min_samples`` prompts is final and is what feedback may revise (the outcome rule's prior is its S3,
+as the gateway's); "static" is that same sequence without feedback.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -32,7 +36,8 @@ from . import loto
 from . import reliability as rel
 from . import scores as sc
 from .data import BenchmarkData
-from .decision import RoutingParams
+from .decision import Decision, RoutingParams, decide_task
+from .state import TaskAggregates
 
 
 POLICIES, DEFAULT_POLICY = fb.POLICIES, fb.DEFAULT_POLICY
@@ -81,36 +86,55 @@ def outcome_reviser(belief: fb.Belief, fparams: fb.FeedbackParams) -> Reviser:
     return revise
 
 
-def reliability_reviser(h: ev.HeldOut, errors: rel.ErrorModel, belief: fb.Belief, fparams: fb.FeedbackParams,
-                        params: RoutingParams, costs: np.ndarray | None, to_bma_only: bool) -> Reviser:
-    """The paper's decision re-made with p measured by the outcomes, then the outcome rule."""
-    bma = h.picks["BMA"]
-
+def reliability_reviser(n: int, s2: np.ndarray, p_hat: np.ndarray, bma: int, errors: rel.ErrorModel,
+                        belief: fb.Belief, fparams: fb.FeedbackParams, params: RoutingParams,
+                        costs: np.ndarray | None, to_bma_only: bool) -> Reviser:
+    """The paper's decision (from ``n`` prompts: ``s2``, ``p_hat``) re-made with p measured by the
+    outcomes, then the outcome rule."""
     def revise(served: int, correct: np.ndarray, counted: np.ndarray, revisions: int) -> fb.Revision | None:
-        out = rel.revise(h.n, h.s2, h.p_hat, bma, served, errors, correct, counted, revisions,
+        out = rel.revise(n, s2, p_hat, bma, served, errors, correct, counted, revisions,
                          fparams.min_outcomes, fparams.max_revisions, params, costs, to_bma_only)
         if out is None:
             return fb.revise(belief, served, correct, counted, revisions, fparams)
         pick, p, prob = out
-        return fb.Revision(pick, served, prob, sc.s3_from_s2(h.s2, p), np.asarray(counted, dtype=np.float64),
+        return fb.Revision(pick, served, prob, sc.s3_from_s2(s2, p), np.asarray(counted, dtype=np.float64),
                            "reliability")
     return revise
 
 
+def staged(rows: np.ndarray, table: loto.LotoTable, models: list[str], train: np.ndarray, bma: int,
+           costs: np.ndarray | None, params: RoutingParams, min_samples: int) -> tuple[list[int], Decision]:
+    """The gateway's decisions on a stream of pool ``rows`` (in serving order): the pick each of its
+    first ``min_samples`` prompts is served by (the paper's decision from the prompts so far, the
+    prompt itself included) and the final decision, made at ``min_samples`` prompts."""
+    picks: list[int] = []
+    decision: Decision | None = None
+    for k in range(1, min(min_samples, len(rows)) + 1):
+        agg = TaskAggregates.from_rows(table.g[rows[:k]], table.u_prompt[rows[:k]])
+        decision = decide_task(agg, models, table.u[train], table.p[train], bma, costs, params)
+        picks.append(models.index(decision.model))
+    assert decision is not None  # a task has at least one prompt
+    return picks, decision
+
+
 def replay_task(labels: np.ndarray, belief: fb.Belief, static: int, bma: int, oracle: int, rate: float,
                 fparams: fb.FeedbackParams, rng: np.random.Generator, models: list[str], task: str,
-                reviser: Reviser | None = None) -> TaskReplay:
-    """Serve ``labels``' rows (N, M) in a random order with feedback; score every policy on that stream."""
+                reviser: Reviser | None = None, order: np.ndarray | None = None,
+                provisional: Sequence[int] = ()) -> TaskReplay:
+    """Serve ``labels``' rows (N, M) in a random order (or ``order``) with feedback; score every policy
+    on that stream. ``provisional``: the picks that serve the stream's first prompts before ``static``
+    is final (outcomes of those answers count; only a final decision is revised or explored)."""
     reviser = reviser or outcome_reviser(belief, fparams)
-    order = rng.permutation(len(labels))
+    order = rng.permutation(len(labels)) if order is None else order
     M = labels.shape[1]
     correct, counted = np.zeros(M), np.zeros(M)
     served, revisions, explored = static, 0, 0
     right = answered = 0.0
     history: list[dict[str, Any]] = []
     for step, i in enumerate(order):
-        model = served
-        if fparams.explore > 0 and rng.random() < fparams.explore:
+        final = step >= len(provisional)
+        model = served if final else provisional[step]
+        if final and fparams.explore > 0 and rng.random() < fparams.explore:
             pick = fb.explore_pick(belief, served, correct, counted)
             if pick is not None:
                 model, explored = pick, explored + 1
@@ -123,7 +147,7 @@ def replay_task(labels: np.ndarray, belief: fb.Belief, static: int, bma: int, or
             continue
         correct[model] += float(y)
         counted[model] += 1
-        rev = reviser(served, correct, counted, revisions)
+        rev = reviser(served, correct, counted, revisions) if final else None
         if rev is not None:
             history.append({"at": step, **rev.evidence(models)})
             served, revisions = rev.model, revisions + 1
@@ -132,17 +156,27 @@ def replay_task(labels: np.ndarray, belief: fb.Belief, static: int, bma: int, or
         with np.errstate(invalid="ignore"):
             return float(np.nanmean(labels[:, m]))
 
-    acc = {"static": fixed(static), "feedback": right / answered if answered else float("nan"),
+    # the static policy on this stream: the provisional picks, then the final decision
+    by_step = np.full(len(order), static)
+    by_step[:len(provisional)] = list(provisional)[:len(order)]
+    static_served = labels[order, by_step]
+    with np.errstate(invalid="ignore"):
+        static_acc = float(np.nanmean(static_served))
+    acc = {"static": static_acc, "feedback": right / answered if answered else float("nan"),
            "BMA": fixed(bma), "Oracle": fixed(oracle)}
     return TaskReplay(task, len(labels), static, bma, oracle, served, acc, revisions, explored, history)
 
 
 def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, seed: int = 0,
            fparams: fb.FeedbackParams | None = None, policy: str | None = None,
+           min_samples: int | None = None,
            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The replay report (the JSON layout of ``llm-router replay``); ``policy`` overrides ``fparams``'."""
+    """The replay report (the JSON layout of ``llm-router replay``); ``policy`` overrides ``fparams``'.
+    ``min_samples``: replay the gateway's provisional phase (module docstring; the paper's method only)."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"feedback rate must be in [0, 1], not {rate}")
+    if min_samples is not None and (min_samples < 1 or prep.params.method != "paper"):
+        raise ValueError("min_samples must be >= 1, with the paper's method")
     fparams = replace(fparams or fb.FeedbackParams(), explore=explore)
     fparams = replace(fparams, policy=policy or fparams.policy)
     policy = fparams.policy
@@ -154,12 +188,24 @@ def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, 
         run = []
         for d in range(len(table.task_names)):
             h = ev.held_out(d, table, data, prep.vectors, prep.params, costs, 0.0, rng, seed + r, prep.nested[d])
-            belief = fb.Belief.of_expected(h.expected, prep.nested[d].calibrations["calibrated"])
+            params = replace(prep.params, seed=seed + r)
+            calibration = prep.nested[d].calibrations["calibrated"]
+            rows, bma, models = table.rows(d), h.picks["BMA"], list(data.models)
+            order, provisional, static = None, [], h.picks["default"]
+            n, s2, p_hat, prior = h.n, h.s2, h.p_hat, h.expected
+            if min_samples is not None:  # the gateway's phases, on the stream's own first prompts
+                order = rng.permutation(len(rows))
+                train = np.array([t for t in range(len(table.task_names)) if t != d])
+                picks, final = staged(rows[order], table, models, train, bma, costs, params, min_samples)
+                provisional, static = picks[:-1], picks[-1]
+                n = final.n
+                s2, p_hat, prior = (np.array([v[m] for m in models]) for v in (final.s2, final.p_hat, final.s3))
+            belief = fb.Belief.of_expected(prior, calibration)
             reviser = outcome_reviser(belief, fparams) if policy == "outcome" else reliability_reviser(
-                h, prep.nested[d].errors, belief, fparams, replace(prep.params, seed=seed + r), costs,
+                n, s2, p_hat, bma, prep.nested[d].errors, belief, fparams, params, costs,
                 policy == "reliability_to_bma")
-            run.append(replay_task(data.labels[table.rows(d)], belief, h.picks["default"], h.picks["BMA"],
-                                   h.picks["Oracle"], rate, fparams, rng, list(data.models), h.task, reviser))
+            run.append(replay_task(data.labels[rows], belief, static, bma, h.picks["Oracle"], rate, fparams, rng,
+                                   models, h.task, reviser, order, provisional))
         runs.append(run)
         if progress:
             progress(f"repeat {r + 1}/{repeats} done")
@@ -179,7 +225,7 @@ def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, 
               "accuracy": {k: round(v, 6) for k, v in t.accuracy.items()}, "history": t.history}
              for t in runs[0]]
     return {"dataset": data.name, "feedback_rate": rate, "explore": explore, "repeats": max(1, repeats),
-            "policy": policy,
+            "policy": policy, "min_samples": min_samples,
             "feedback_params": {"confidence": fparams.confidence, "margin": fparams.margin,
                                 "min_outcomes": fparams.min_outcomes, "max_revisions": fparams.max_revisions},
             "methods": methods, "tasks": tasks}

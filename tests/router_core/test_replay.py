@@ -84,6 +84,43 @@ def test_replay_on_a_real_subset(subset):
     assert quiet["methods"]["feedback"]["revisions_per_task"] == 0
 
 
+def test_provisional_picks_serve_the_first_prompts_and_are_never_revised():
+    labels = _stream([0.3, 0.9])
+    belief = fb.Belief(np.array([0.7, 0.68]), 0.05, 0.1)
+    order = np.arange(len(labels))
+    # the first 3 prompts served by model 1 (provisional), then model 0 (final); no feedback
+    t = replay_task(labels, belief, 0, 0, 1, 0.0, fb.FeedbackParams(), np.random.default_rng(1), ["a", "b"], "t",
+                    order=order, provisional=[1, 1, 1])
+    want = (labels[:3, 1].sum() + labels[3:, 0].sum()) / len(labels)
+    assert t.accuracy["static"] == pytest.approx(want) == t.accuracy["feedback"]
+    # feedback on every answer: the provisional answers count for model 1, but only the final decision is
+    # revised, and never before it exists (a reviser that revises whenever asked shows when it is asked)
+    asked: list[int] = []
+
+    def eager(served, correct, counted, revisions):
+        asked.append(int(counted.sum()))
+        return None
+
+    replay_task(labels, belief, 0, 0, 1, 1.0, fb.FeedbackParams(), np.random.default_rng(1), ["a", "b"], "t",
+                reviser=eager, order=order, provisional=[1, 1, 1])
+    assert asked[0] == 4 and len(asked) == len(labels) - 3
+
+
+def test_replay_with_the_gateways_phases_on_a_real_subset(subset):
+    prep = prepare(subset, embed.get_encoder().encode(subset.prompts))
+    rep = replay(prep, 1.0, repeats=2, min_samples=5)
+    assert rep["min_samples"] == 5
+    m = rep["methods"]
+    assert set(m) == {"static", "feedback", "BMA", "Oracle"}
+    for t in rep["tasks"]:
+        # static is the stream's 4 provisional picks, then the final one: those 4 answers are all it can
+        # win over a fixed model, the Oracle's included
+        assert t["accuracy"]["static"] <= t["accuracy"]["Oracle"] + 4 / t["n"] + 1e-9
+        assert t["revisions"] == len(t["history"]) <= 2
+    with pytest.raises(ValueError):
+        replay(prep, 1.0, min_samples=0)
+
+
 def test_cli_replay(subset, tmp_path):
     from router_core.cli import app
 

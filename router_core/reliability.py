@@ -8,10 +8,12 @@ accuracy c/n is (1 - S2) + (2 S2 - 1) p plus noise. Because p_hat's errors are p
 models (a task far from the pool misleads every predictor), one model's outcomes also move the
 others' p, through the shared part of the prior.
 
-:class:`ErrorModel` holds the three spreads of that Gaussian model, each measured on the training tasks
-only (:func:`fit_error_model`); :func:`posterior_p` is the linear-Gaussian update; :func:`revise`
-re-makes the paper's decision (argmax S3, then the eta test against BMA) with the posterior p.
-Docs: docs/method.md, "Feedback that measures the predictors".
+:class:`ErrorModel` holds the spreads of that Gaussian model, each measured on the training tasks only
+(:func:`fit_error_model`); :func:`posterior_p` is the linear-Gaussian update; :func:`revise` re-makes the
+paper's decision (argmax S3, then the eta test against BMA) with the posterior p, and
+:func:`revise_decision` / :func:`with_label_evidence` apply it to a decision record (outcome feedback,
+labelled samples). :func:`uncertain_pick` is the fallback test on S3's measured error (the evaluation's
+candidate ``S3_uncertain``, not shipped). Docs: docs/method.md, "Feedback that measures the predictors".
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .decision import Decision, RoutingParams, paper_pick
 Array = NDArray[np.float64]
 
 MIN_SD = 1e-3  # no spread is taken as exactly zero (the update would then ignore all evidence)
+DEFAULT_SCORE_SD = 0.05  # S3's between-model error where an artifact predates its measurement
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class ErrorModel:
     identity_sd: float  # true accuracy minus S3 computed with the true p: the identity's own miss
     # true accuracy minus S3 with p_hat, its spread between models of one task: how far a difference of
     # S3 between two models can be trusted (the shared part moves no choice)
-    score_sd: float = 0.05
+    score_sd: float = DEFAULT_SCORE_SD
 
     def to_dict(self) -> dict[str, float]:
         return {"shared_sd": self.shared_sd, "own_sd": self.own_sd, "identity_sd": self.identity_sd,
@@ -54,7 +57,6 @@ class ErrorModel:
                    float(d.get("score_sd", DEFAULT_SCORE_SD)))
 
 
-DEFAULT_SCORE_SD = 0.05
 #: where a pool has too few tasks to measure anything (or an artifact predates the measurement)
 DEFAULT_ERRORS = ErrorModel(shared_sd=0.05, own_sd=0.05, identity_sd=0.03, score_sd=DEFAULT_SCORE_SD)
 

@@ -8,6 +8,8 @@ Scenarios (all POST /v1/chat/completions, one short user message), by their ``--
                                (embedding, atomic fold in Redis, decision: the first prompts of every task);
                                concurrent prompts embedded together (``embedding.batch``, the default)
 * ``gateway_fresh_unbatched``  the same with ``embedding.batch: false`` (each request embeds alone)
+* ``gateway_fresh_torch``      the fresh path as issue 9 found it: the torch encoder, each request
+                               embedding alone (``embedding: {backend: torch, batch: false}``)
 * ``gateway_explicit``         our gateway, a configured model named directly (no routing)
 * ``gateway_cached_nofeedback`` ``gateway_cached`` with ``feedback.enabled: false`` (no request record is
                                written: the price of outcome feedback on the request path is the gap)
@@ -115,6 +117,7 @@ SCENARIOS = {"direct": "direct (local upstream)",
              "gateway_cached": "gateway, cached task decision",
              "gateway_fresh": "gateway, fresh task + new prompt text (batched embedding)",
              "gateway_fresh_unbatched": "gateway, fresh task + new prompt text (embedding.batch: false)",
+             "gateway_fresh_torch": "gateway, fresh task + new prompt text (torch encoder, unbatched: issue 9's start)",
              "gateway_explicit": "gateway, explicit model (no routing)",
              "gateway_cached_nofeedback": "gateway, cached task decision, feedback.enabled: false",
              "gateway_cached_2workers": "gateway, cached task decision, --workers 2",
@@ -192,6 +195,7 @@ def main() -> None:
             stop_all([proc])
         variants: list[tuple[str, str, int, dict[str, Any]]] = [
             ("gateway_fresh_unbatched", "fresh", 1, {"embedding": {"batch": False}}),
+            ("gateway_fresh_torch", "fresh", 1, {"embedding": {"backend": "torch", "batch": False}}),
             ("gateway_cached_nofeedback", "cached", 1, {"feedback": {"enabled": False}}),
             ("gateway_cached_2workers", "cached", 2, {})]
         for key, mode, workers, sections in variants:
@@ -268,6 +272,9 @@ def report(results: dict[str, dict[str, float]], duration: int, load_start: tupl
     if "gateway_fresh" in results and "gateway_fresh_unbatched" in results:
         ratio("fresh-task throughput, batched / unbatched (req/s at c=32)",
               results["gateway_fresh"]["c32_rps"], results["gateway_fresh_unbatched"]["c32_rps"])
+    if "gateway_fresh" in results and "gateway_fresh_torch" in results:
+        ratio("fresh-task throughput, batched ONNX / torch unbatched, issue 9's start (req/s at c=32)",
+              results["gateway_fresh"]["c32_rps"], results["gateway_fresh_torch"]["c32_rps"])
     if base and "gateway_cached" in results and "gateway_cached_tracing" in results:
         on, off = results["gateway_cached_tracing"], results["gateway_cached"]
         ratio("tracing on / off, cached overhead (c=1 p50 - direct, ms)", on["c1_p50"] - base["c1_p50"],

@@ -77,6 +77,10 @@ class EmbeddingCache:
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        # a cache: WAL with synchronous=NORMAL cannot corrupt the file, and a power cut can only lose the
+        # last rows written (embedded again on demand); it drops the fsync of every commit (0.43 -> 0.07
+        # ms a one-row write here), which the gateway pays once per new prompt
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS vectors (model TEXT, key BLOB, vec BLOB, PRIMARY KEY (model, key))")
         self._conn.commit()

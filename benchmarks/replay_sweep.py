@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not
 
 from router_core import data as data_mod
 from router_core import embed
-from router_core.replay import DEFAULT_POLICY, POLICIES, format_line, prepare, replay
+from router_core.feedback import DEFAULT_POLICY, POLICIES
+from router_core.replay import format_line, prepare, replay
 
 DATASETS = ("routerbench-subset", "mmlu-pro", "routellm-gpt4-mixtral", "routerdc-7b")
 RATES = (0.05, 0.2, 0.5, 1.0)

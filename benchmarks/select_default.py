@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not benchmarks/router_core.py
 
 from router_core.evaluate import CANDIDATE_METHOD, CANDIDATES
 
 TIE = 0.001
+T = TypeVar("T")
 
 
 def gains(report: dict[str, Any]) -> dict[str, tuple[float, float]]:
@@ -48,6 +49,19 @@ def split_json_out(argv: list[str]) -> tuple[list[str], Path | None]:
     return argv[:i] + argv[i + 2:], Path(argv[i + 1])
 
 
+def leave_one_dataset_out(per_set: dict[str, T], choose: Callable[[dict[str, T]], str]) -> tuple[dict[str, str], str]:
+    """For each dataset, what ``choose`` picks on the others (on all of them when there is no other),
+    and its pick on all datasets: the shipped one. select_labels.py and select_feedback.py share it."""
+    held = {n: choose({m: g for m, g in per_set.items() if m != n} or per_set) for n in per_set}
+    return held, choose(per_set)
+
+
+def write_choice(path: Path, per_set: dict[str, Any], held: dict[str, Any], chosen: str) -> None:
+    """The ``--json`` file of select_labels.py and select_feedback.py."""
+    path.write_text(json.dumps({"per_dataset": per_set, "held_out": held, "chosen": chosen}, indent=2),
+                    encoding="utf-8")
+
+
 def load_report(path: str) -> dict[str, Any]:
     """An ``llm-router eval`` JSON report."""
     return dict(json.loads(Path(path).read_text(encoding="utf-8")))
@@ -69,13 +83,12 @@ def main(argv: list[str]) -> int:
         print(f"| {c} | " + " | ".join(cells) + f" | {worst:+.4f} | {mean_gap:.1%} |")
     print()
     folds = {}
-    for held in names:
-        chosen = choose({n: g for n, g in per_set.items() if n != held})
+    chosen_on_others, final = leave_one_dataset_out(per_set, choose)
+    for held, chosen in chosen_on_others.items():
         g, share = per_set[held][chosen]
         folds[held] = {"chosen": chosen, "gain_over_bma": g, "gap_closed": share}
         print(f"- held out {held}: chosen on the others: **{chosen}**; on {held}: {g:+.4f} over BMA, "
               f"{share:.1%} of the gap closed")
-    final = choose(per_set)
     print(f"\nChosen on all datasets (shipped): **{final}** (method `{CANDIDATE_METHOD[final]}`)")
     if out_json:
         out_json.write_text(json.dumps({"candidates": list(CANDIDATES), "per_dataset": per_set,

@@ -5,21 +5,21 @@ Usage: select_feedback.py REPORT.json [REPORT.json ...] [--json OUT]
 Each REPORT is an ``llm-router replay`` report (no exploration) of one shared dataset, policy and
 feedback rate (``benchmarks/replay_sweep.py --policies`` writes them). A policy's score on a dataset
 is its replayed accuracy minus the static default's at F = 0.2; the largest worst score wins, ties
-within 0.001 go to the larger mean gain at F = 1.0, then to the order of ``replay.POLICIES``. Leave
+within 0.001 go to the larger mean gain at F = 1.0, then to the order of ``feedback.POLICIES``. Leave
 one dataset out: the rule applied to the others names the policy reported on each dataset.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not benchmarks/router_core.py
 
-from router_core.replay import POLICIES
-from select_default import load_report, split_json_out  # the script's own folder is on sys.path
+from router_core.feedback import POLICIES
+# the script's own folder is on sys.path
+from select_default import leave_one_dataset_out, load_report, split_json_out, write_choice
 
 TIE = 0.001
 RATE, FULL = 0.2, 1.0
@@ -61,17 +61,14 @@ def main(argv: list[str]) -> int:
               + " | ".join(f"{v:+.4f}" for v in at_full) + f" | {sum(at_full) / len(at_full):+.4f} |")
     print()
     held: dict[str, Any] = {}
-    for n in names:
-        others = {m: g for m, g in per_set.items() if m != n}
-        c = choose(others) if others else choose(per_set)
+    chosen_on_others, final = leave_one_dataset_out(per_set, choose)
+    for n, c in chosen_on_others.items():
         held[n] = {"chosen": c, "gains": per_set[n][c]}
         print(f"- held out {n}: chosen on the others: **{c}**; on {n}, gain over the static default: "
               f"F={RATE:g} {per_set[n][c][RATE]:+.4f}, F={FULL:g} {per_set[n][c].get(FULL, float('nan')):+.4f}")
-    final = choose(per_set)
     print(f"\nChosen on all datasets (shipped): **{final}**")
     if out_json:
-        out_json.write_text(json.dumps({"per_dataset": per_set, "held_out": held, "chosen": final}, indent=2),
-                            encoding="utf-8")
+        write_choice(out_json, per_set, held, final)
     return 0
 
 

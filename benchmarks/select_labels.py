@@ -11,7 +11,6 @@ rule applied to the others names the candidate reported on it; the choice on all
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not benchmarks/router_core.py
 
 from router_core.evaluate import LABEL_CANDIDATES
-from select_default import load_report, split_json_out  # the script's own folder is on sys.path
+# the script's own folder is on sys.path
+from select_default import leave_one_dataset_out, load_report, split_json_out, write_choice
 
 TIE = 0.001
 
@@ -57,17 +57,14 @@ def main(argv: list[str]) -> int:
         print(f"| {c} | {cells} | {min(vals):+.4f} | {sum(vals) / len(vals):+.4f} |")
     print()
     held: dict[str, Any] = {}
-    for n in names:
-        others = {m: g for m, g in per_set.items() if m != n}
-        c = choose(others) if others else choose(per_set)
+    chosen_on_others, final = leave_one_dataset_out(per_set, choose)
+    for n, c in chosen_on_others.items():
         held[n] = {"chosen": c, "gains": per_set[n][c]}
         shown = ", ".join(f"alpha {a:g}: {v:+.4f}" for a, v in per_set[n][c].items())
         print(f"- held out {n}: chosen on the others: **{c}**; on {n}, gain over the zero-label default: {shown}")
-    final = choose(per_set)
     print(f"\nChosen on all datasets (shipped): **{final}**")
     if out_json:
-        out_json.write_text(json.dumps({"per_dataset": per_set, "held_out": held, "chosen": final}, indent=2),
-                            encoding="utf-8")
+        write_choice(out_json, per_set, held, final)
     return 0
 
 

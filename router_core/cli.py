@@ -207,23 +207,20 @@ def replay(
                                               "final from N on (default: the whole task's decision)."),
 ) -> None:
     """Leave-one-task-out replay of outcome feedback: static default vs feedback vs BMA vs Oracle."""
-    from .feedback import FeedbackParams
-    from .replay import DEFAULT_POLICY, POLICIES, format_line, prepare, replay as run_replay
+    from .feedback import DEFAULT_POLICY, FeedbackParams
+    from .replay import format_line, prepare, replay as run_replay
 
-    policy = policy or DEFAULT_POLICY
-    if policy not in POLICIES:
-        _fail(f"--policy must be one of {', '.join(POLICIES)}, not {policy!r}")
     if not 0.0 <= feedback_rate <= 1.0:
         _fail(f"--feedback-rate must be in [0, 1], not {feedback_rate}")
+    if min_samples is not None and min_samples < 1:
+        _fail(f"--min-samples must be >= 1, not {min_samples}")
     try:
-        fparams = FeedbackParams(explore=explore)
+        fparams = FeedbackParams(explore=explore, policy=policy or DEFAULT_POLICY)
     except ValueError as exc:
         _fail(str(exc))
     pool, vectors = held_out_pool(data, threshold, text_field, holdout_field, cache_dir, encoder_backend)
     prep = prepare(pool, vectors, RoutingParams(seed=seed))
-    if min_samples is not None and min_samples < 1:
-        _fail(f"--min-samples must be >= 1, not {min_samples}")
-    report = run_replay(prep, feedback_rate, explore, repeats, seed, fparams, policy, min_samples)
+    report = run_replay(prep, feedback_rate, explore, repeats, seed, fparams, min_samples=min_samples)
     report["holdout_field"] = holdout_field
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

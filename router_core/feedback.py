@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -209,11 +209,15 @@ def with_label_evidence(decision: Decision, calibration: cal.Calibration | None,
         return decision
     served = list(decision.models).index(decision.model)
     rev = revise(Belief.of_decision(decision, calibration), served, correct, counted, 0, params)
-    if rev is None:
-        return decision
-    models = list(decision.models)
-    ranking = [models[rev.model]] + [m for m in decision.ranking if m != models[rev.model]]
-    return replace(decision, model=models[rev.model], method="labels", ranking=ranking,
+    return decision if rev is None else revised_by_labels(decision, rev, decision.models)
+
+
+def revised_by_labels(decision: Decision, rev: Revision, models: Sequence[str]) -> Decision:
+    """``decision`` with the pick a task's labels revised it to (``rev``, over ``models``' columns):
+    ``method="labels"``, the new model first in the ranking, the evidence kept."""
+    models = list(models)
+    new = models[rev.model]
+    return replace(decision, model=new, method="labels", ranking=[new, *(m for m in decision.ranking if m != new)],
                    evidence=rev.evidence(models))
 
 

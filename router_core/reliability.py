@@ -19,7 +19,7 @@ candidate ``S3_uncertain``, not shipped). Docs: docs/method.md, "Feedback that m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -80,17 +80,16 @@ def fit_error_model(u: Array, p: Array, s2: Array, accuracy: Array, usable: NDAr
         p_hat, _ = sc.nadaraya_watson(float(u[d]), u[others], p[others], bandwidth)
         resid.append(np.asarray(p[d], dtype=np.float64) - p_hat)
         score_miss.append(accuracy[d] - sc.s3_from_s2(s2[d], p_hat))
-    score_sd = _within_task_sd(np.array(score_miss))
+    score_var = _within_task_var(np.array(score_miss))
+    score_sd = DEFAULT_SCORE_SD if score_var is None else max(float(np.sqrt(score_var)), MIN_SD)
     r = np.array(resid)  # (T, M), NaN where a model has no labels on a task
-    have = ~np.isnan(r)
-    count = have.sum(axis=1)
+    count = (~np.isnan(r)).sum(axis=1)
     rows = count >= 2
-    if rows.sum() < 2:
+    own_var = _within_task_var(r)
+    if rows.sum() < 2 or own_var is None:
         return DEFAULT_ERRORS
-    r, have, count = r[rows], have[rows], count[rows]
+    r, count = r[rows], count[rows]
     shared = np.nansum(r, axis=1) / count
-    within = np.where(have, r - shared[:, None], 0.0)
-    own_var = float(np.sum(within ** 2 / np.maximum(count - 1, 1)[:, None]) / len(r))
     shared_var = max(float(np.mean(shared ** 2)) - own_var * float(np.mean(1.0 / count)), 0.0)
     miss = accuracy[tasks] - sc.s3_from_s2(s2[tasks], p[tasks])
     identity_var = float(np.nanmean(miss ** 2)) if np.any(~np.isnan(miss)) else DEFAULT_ERRORS.identity_sd ** 2
@@ -98,18 +97,18 @@ def fit_error_model(u: Array, p: Array, s2: Array, accuracy: Array, usable: NDAr
                       max(float(np.sqrt(identity_var)), MIN_SD), score_sd)
 
 
-def _within_task_sd(x: Array) -> float:
-    """sqrt of the mean over rows (tasks) of each row's variance over its non-NaN columns (models),
-    M/(M-1) corrected; rows with fewer than two values are skipped (DEFAULT_SCORE_SD if none is left)."""
+def _within_task_var(x: Array) -> float | None:
+    """The mean over rows (tasks) of each row's variance over its non-NaN columns (models), M/(M-1)
+    corrected; rows with fewer than two values are skipped (None if none is left)."""
     have = ~np.isnan(x)
     count = have.sum(axis=1)
     rows = count >= 2
     if not rows.any():
-        return DEFAULT_SCORE_SD
+        return None
     x, have, count = x[rows], have[rows], count[rows]
     mean = np.nansum(x, axis=1) / count
     dev = np.where(have, x - mean[:, None], 0.0)
-    return max(float(np.sqrt(np.mean((dev ** 2).sum(axis=1) / (count - 1)))), MIN_SD)
+    return float(np.mean((dev ** 2).sum(axis=1) / (count - 1)))
 
 
 def uncertain_pick(s3: Array, argmax: int, bma: int, score_sd: float, eta: float = sc.ETA
@@ -157,7 +156,7 @@ def posterior_p(p_hat: Array, s2: Array, errors: ErrorModel, correct: Array,
 def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: ErrorModel, correct: Array,
            counted: Array, revisions: int, min_outcomes: int, max_revisions: int,
            params: RoutingParams | None = None, costs: Array | None = None,
-           to_bma_only: bool = False) -> tuple[int, Array, float] | None:
+           to_bma_only: bool = False) -> fb.Revision | None:
     """The paper's decision (:func:`decision.paper_pick`, under ``params``' cost knobs and eta) re-made
     with the posterior p, when it differs from ``served``.
 
@@ -165,10 +164,10 @@ def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: Error
     this rule or on direct evidence of accuracy (:func:`feedback.revise`), that evidence outranks
     the paper's scores, and re-making the paper's decision would undo it.
 
-    Returns (the new pick, the posterior p, the test's probability: P(new pick beats BMA), or for a
-    return to BMA P(the served model does not)), or None: a decision already revised, too few
-    outcomes of the served model, no revision allowed (``max_revisions`` 0), the same pick, or
-    (``to_bma_only``) a pick other than BMA.
+    Returns the revision (rule ``reliability``; ``mean``: S3 under the posterior p; ``prob``: P(new pick
+    beats BMA), or for a return to BMA P(the served model does not)), or None: a decision already
+    revised, too few outcomes of the served model, no revision allowed (``max_revisions`` 0), the
+    same pick, or (``to_bma_only``) a pick other than BMA.
     """
     params = params or RoutingParams(method="paper")
     counted = np.asarray(counted, dtype=np.float64)
@@ -177,14 +176,15 @@ def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: Error
     p, _ = posterior_p(p_hat, s2, errors, correct, counted)
     s2 = np.asarray(s2, dtype=np.float64)
     n_pos = s2 * n
-    pick, _, prob = paper_pick(n, n_pos, sc.s3_from_s2(s2, p), p, bma, costs, params)
+    s3 = sc.s3_from_s2(s2, p)
+    pick, _, prob = paper_pick(n, n_pos, s3, p, bma, costs, params)
     if pick == served or (to_bma_only and pick != bma):
         return None
     if pick == bma:  # how sure the test is that the served model does not beat BMA
         margin = sc.fallback_margin(n, served, bma, costs, params.epsilon, params.lam)
         prob = 1.0 - sc.prob_beats(n, n_pos[served], p[served], n_pos[bma], p[bma], -margin, params.draws,
                                    params.seed)
-    return pick, p, 1.0 if prob is None else prob
+    return fb.Revision(pick, served, 1.0 if prob is None else prob, s3, counted, "reliability")
 
 
 def revise_decision(decision: Decision, models: Sequence[str], errors: ErrorModel, correct: Array, counted: Array,
@@ -201,14 +201,9 @@ def revise_decision(decision: Decision, models: Sequence[str], errors: ErrorMode
         return None
     s2 = np.array([decision.s2[m] for m in models])
     p_hat = np.array([decision.p_hat[m] for m in models])
-    served = models.index(decision.model)
-    out = revise(decision.n, s2, p_hat, models.index(decision.bma), served, errors, correct, counted,
-                 decision.revision, fparams.min_outcomes, fparams.max_revisions, routing, costs,
-                 to_bma_only=fparams.policy == "reliability_to_bma")
-    if out is None:
-        return None
-    pick, p, prob = out
-    return fb.Revision(pick, served, prob, sc.s3_from_s2(s2, p), np.asarray(counted, dtype=np.float64), "reliability")
+    return revise(decision.n, s2, p_hat, models.index(decision.bma), models.index(decision.model), errors, correct,
+                  counted, decision.revision, fparams.min_outcomes, fparams.max_revisions, routing, costs,
+                  to_bma_only=fparams.policy == "reliability_to_bma")
 
 
 def with_label_evidence(decision: Decision, models: Sequence[str], errors: ErrorModel,
@@ -221,7 +216,4 @@ def with_label_evidence(decision: Decision, models: Sequence[str], errors: Error
     rev = revise_decision(decision, models, errors, correct, counted, fparams, routing, costs)
     if rev is None:
         return fb.with_label_evidence(decision, calibration, correct, counted, fparams)
-    models = list(models)
-    new = models[rev.model]
-    return replace(decision, model=new, method="labels", ranking=[new, *(m for m in decision.ranking if m != new)],
-                   evidence=rev.evidence(models))
+    return fb.revised_by_labels(decision, rev, models)

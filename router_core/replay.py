@@ -34,13 +34,10 @@ from . import evaluate as ev
 from . import feedback as fb
 from . import loto
 from . import reliability as rel
-from . import scores as sc
 from .data import BenchmarkData
 from .decision import Decision, RoutingParams, decide_task
 from .state import TaskAggregates
 
-
-POLICIES, DEFAULT_POLICY = fb.POLICIES, fb.DEFAULT_POLICY
 
 #: a reviser: (served model, correct and counted outcomes per model, revisions so far) -> a revision or None
 Reviser = Callable[[int, np.ndarray, np.ndarray, int], "fb.Revision | None"]
@@ -92,13 +89,9 @@ def reliability_reviser(n: int, s2: np.ndarray, p_hat: np.ndarray, bma: int, err
     """The paper's decision (from ``n`` prompts: ``s2``, ``p_hat``) re-made with p measured by the
     outcomes, then the outcome rule."""
     def revise(served: int, correct: np.ndarray, counted: np.ndarray, revisions: int) -> fb.Revision | None:
-        out = rel.revise(n, s2, p_hat, bma, served, errors, correct, counted, revisions,
-                         fparams.min_outcomes, fparams.max_revisions, params, costs, to_bma_only)
-        if out is None:
-            return fb.revise(belief, served, correct, counted, revisions, fparams)
-        pick, p, prob = out
-        return fb.Revision(pick, served, prob, sc.s3_from_s2(s2, p), np.asarray(counted, dtype=np.float64),
-                           "reliability")
+        return (rel.revise(n, s2, p_hat, bma, served, errors, correct, counted, revisions, fparams.min_outcomes,
+                           fparams.max_revisions, params, costs, to_bma_only)
+                or fb.revise(belief, served, correct, counted, revisions, fparams))
     return revise
 
 
@@ -177,8 +170,8 @@ def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, 
         raise ValueError(f"feedback rate must be in [0, 1], not {rate}")
     if min_samples is not None and (min_samples < 1 or prep.params.method != "paper"):
         raise ValueError("min_samples must be >= 1, with the paper's method")
-    fparams = replace(fparams or fb.FeedbackParams(), explore=explore)
-    fparams = replace(fparams, policy=policy or fparams.policy)
+    base = fparams or fb.FeedbackParams()
+    fparams = replace(base, explore=explore, policy=policy or base.policy)
     policy = fparams.policy
     data, table = prep.data, prep.table
     costs = data.mean_cost()
@@ -234,7 +227,7 @@ def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, 
 def format_line(report: dict[str, Any]) -> str:
     """One line per replay: what ``replay`` prints."""
     m = report["methods"]
-    return (f"{report['dataset']}: {report.get('policy', DEFAULT_POLICY)} F={report['feedback_rate']:g} "
+    return (f"{report['dataset']}: {report.get('policy', fb.DEFAULT_POLICY)} F={report['feedback_rate']:g} "
             f"E={report['explore']:g}  "
             f"static {m['static']['accuracy']:.4f}  feedback {m['feedback']['accuracy']:.4f}  "
             f"BMA {m['BMA']['accuracy']:.4f}  Oracle {m['Oracle']['accuracy']:.4f}  "

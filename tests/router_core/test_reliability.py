@@ -75,9 +75,9 @@ def test_a_departure_whose_outcomes_undercut_p_goes_back_to_bma():
     # fallback test's confidence
     out = rel.revise(t["n"], t["s2"], t["p_hat"], t["bma"], 1, ERR, np.array([0.0, 12.0]),
                      np.array([0.0, 30.0]), 0, min_outcomes=20, max_revisions=2)
-    assert out is not None
-    pick, p, prob = out
-    assert pick == 0 and p[1] < 0.7 and 0.5 < prob <= 1.0
+    assert out is not None and out.rule == "reliability"
+    # model 1's S2 is 1, so its S3 under the posterior (the revision's mean) is its posterior p
+    assert out.model == 0 and out.mean[1] < 0.7 and 0.5 < out.prob <= 1.0
     # the same record, too short, or the cap reached: no revision
     assert rel.revise(t["n"], t["s2"], t["p_hat"], 0, 1, ERR, np.array([0.0, 6.0]), np.array([0.0, 15.0]),
                       0, min_outcomes=20, max_revisions=2) is None
@@ -100,7 +100,7 @@ def test_to_bma_only_never_departs():
     t = _departed_task()
     args = (t["n"], t["s2"], t["p_hat"], 0, 0, ERR, np.array([200.0, 0.0]), np.array([200.0, 0.0]), 0)
     free = rel.revise(*args, min_outcomes=20, max_revisions=2)
-    assert free is not None and free[0] == 1
+    assert free is not None and free.model == 1
     assert rel.revise(*args, min_outcomes=20, max_revisions=2, to_bma_only=True) is None
 
 

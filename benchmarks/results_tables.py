@@ -71,6 +71,9 @@ def overview(paths: list[str]) -> str:
     out.append("| p MAE of the default's estimate | " + " | ".join(f"{r.get('p_default_mae', r['p_hat_mae']):.3f}"
                                                              for r in reps) + " |")
     out.append("| local p MAE | " + " | ".join(f"{r['p_local_mae']:.3f}" for r in reps) + " |")
+    out.append("| local p MAE, nested (pool without the held-out task) | "
+               + " | ".join("-" if r.get("p_local_nested_mae") is None else f"{r['p_local_nested_mae']:.3f}"
+                            for r in reps) + " |")
     out.append("| held-out tasks | " + " | ".join(str(r["n_tasks"]) for r in reps) + " |")
     return "\n".join(out)
 

@@ -32,15 +32,19 @@ from .data import BenchmarkData
 from .decision import LABEL_EVIDENCE, LABELS_IN_POOL, RoutingParams, decide_calibrated, decide_task
 from .state import TaskAggregates
 
-METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain", "S3_evidence",
+METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain",
+           "S3_local_uncertain", "S3_combined_uncertain", "S3_evidence",
            "S3_evidence_only", "S3_evidence_reliable",
            "S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
 # the candidates for the default (docs/results.md, "How the default is chosen"), all scored without the
 # held-out task's labels anywhere: the paper's S3 with its p_hat targets from the nested pool
 # (S3_nested), the calibrated expected accuracy with its strength chosen by inner leave-one-task-out,
 # and the same at full strength; S3_selfcheck: S3_nested with its fallback threshold chosen by inner
-# leave-one-task-out on the training tasks (router_core.selfcheck)
-CANDIDATES = ("S3_nested", "S3_selfcheck", "S3_uncertain", "calibrated", "calibrated_full")
+# leave-one-task-out on the training tasks (router_core.selfcheck); S3_uncertain: the fallback test on
+# S3's error measured on the training tasks; S3_local_uncertain / S3_combined_uncertain: the same test
+# for S3 with the nested local p / with p_hat and the local p combined by their measured errors
+CANDIDATES = ("S3_nested", "S3_selfcheck", "S3_uncertain", "S3_local_uncertain", "S3_combined_uncertain",
+              "calibrated", "calibrated_full")
 PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
 # evidence"): the paper's (labels join the neighbour pool), the same then revised by the labels as
@@ -49,6 +53,10 @@ PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated", "S3_evidence_reliable")
 CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner LOTO (not a method yet)",
                     "S3_uncertain": "paper, the fallback test on the scores' measured error (not a method yet)",
+                    "S3_local_uncertain": "S3 with the local p, the fallback test on its measured error "
+                                          "(not a method yet)",
+                    "S3_combined_uncertain": "S3 with the combined p, the fallback test on its measured error "
+                                             "(not a method yet)",
                     "calibrated": "calibrated", "calibrated_full": "calibrated"}
 
 
@@ -70,6 +78,13 @@ class Nested:
     p: np.ndarray  # (D, M) p(d, m) targets in that pool
     eta: float = sc.ETA  # the fallback threshold the training tasks chose (router_core.selfcheck)
     errors: rel.ErrorModel = rel.DEFAULT_ERRORS  # p_hat's error spreads on the training tasks
+    # the held-out task's p estimates from that pool, and the spread of the S3 each gives on the training
+    # tasks (docs/results.md, "Seventh and eighth candidates"): the local estimate, and p_hat and it combined
+    p_local: np.ndarray | None = None  # (M,)
+    local_sd: float = rel.DEFAULT_SCORE_SD
+    p_combined: np.ndarray | None = None  # (M,)
+    combined_sd: float = rel.DEFAULT_SCORE_SD
+    combined_w: float = 0.5  # the weight on p_hat
 MAX_LABELLED = 50
 
 
@@ -90,6 +105,8 @@ class HeldOut:
     p_local: np.ndarray
     picks: dict[str, int]
     expected: np.ndarray  # the default's expected accuracy per model
+    p_local_nested: np.ndarray | None = None  # the local p estimate from the pool without this task
+    p_combined: np.ndarray | None = None  # p_hat and that local estimate combined (Nested.p_combined)
 
 
 def _labelled_rows(rows: np.ndarray, alpha: float, rng: np.random.Generator) -> np.ndarray:
@@ -133,8 +150,27 @@ def default_calibrations(data: BenchmarkData, vectors: np.ndarray, params: Routi
         usable = rows & (sizes > 0)
         eta = selfcheck.inner_eta(feats, sizes, usable, params.bandwidth, params.draws, params.seed)
         errors = rel.fit_error_model(feats.u, feats.p, feats.s2, feats.accuracy, usable, params.bandwidth)
-        out.append(Nested(fits, feats.u, feats.p, eta, errors))
+        out.append(Nested(fits, feats.u, feats.p, eta, errors, **_better_p(feats, b, usable, params.bandwidth)))
     return out
+
+
+def _better_p(feats: loto.TaskFeatures, b: int, usable: np.ndarray, bandwidth: float) -> dict[str, Any]:
+    """The held-out task b's local and combined p estimates in a pool without b, each with the spread
+    over models of accuracy - S3 that it gives on the usable training tasks (``rel.measured_score_sd``)."""
+    t = np.flatnonzero(usable)
+    if len(t) < 3:
+        return {}
+    hat_train = rel.held_out_p_hat(feats.u, feats.p, usable, bandwidth)[t]
+    loc_train = feats.p_local[t]
+    w = rel.combination_weight(feats.p[t] - hat_train, feats.p[t] - loc_train)
+    comb_train = w * hat_train + (1.0 - w) * loc_train
+    hat_b, _ = sc.nadaraya_watson(float(feats.u[b]), feats.u[usable], feats.p[usable], bandwidth)
+    acc, s2 = feats.accuracy[t], feats.s2[t]
+    return {"p_local": feats.p_local[b].copy(),
+            "local_sd": rel.measured_score_sd(sc.s3_from_s2(s2, loc_train), acc),
+            "p_combined": w * hat_b + (1.0 - w) * feats.p_local[b],
+            "combined_sd": rel.measured_score_sd(sc.s3_from_s2(s2, comb_train), acc),
+            "combined_w": w}
 
 
 def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.ndarray,
@@ -182,6 +218,15 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         self_pick = selfcheck.pick(argmax, bma, dec_nested.prob_beats_bma, nested.eta)
         s3_nested = np.array([dec_nested.s3[m] for m in data.models])
         uncertain, _ = rel.uncertain_pick(s3_nested, argmax, bma, nested.errors.score_sd, params.eta)
+        better: dict[str, int] = {}
+        for name, p_x, sd in (("S3_local_uncertain", nested.p_local, nested.local_sd),
+                              ("S3_combined_uncertain", nested.p_combined, nested.combined_sd)):
+            if p_x is None:  # too few training tasks to measure anything: the paper's decision
+                better[name] = idx[dec_nested.model]
+                continue
+            s3_x = sc.s3_from_s2(s2v, p_x)
+            better[name], _ = rel.uncertain_pick(s3_x, sc.cost_aware_choice(s3_x, costs, params.epsilon, params.lam),
+                                                 bma, sd, params.eta)
     if labelled is not None:  # the labels as direct evidence, with the pool's sigma (no held-out label in its fit)
         sigma_fit = nested.calibrations.get("calibrated") if nested else None
         calibrated["S3_evidence"] = fb.with_label_evidence(dec, sigma_fit, *labelled)
@@ -195,7 +240,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         calibrated["S3_evidence"] = calibrated["S3_evidence_only"] = calibrated["S3_evidence_reliable"] = dec
     picks = {
         **{name: idx[d.model] for name, d in calibrated.items()},
-        **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain} if nested is not None else {}),
+        **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain, **better} if nested is not None else {}),
         "S1": sc.cost_aware_choice(s1v, costs, params.epsilon, params.lam),
         "S2": sc.cost_aware_choice(s2v, costs, params.epsilon, params.lam),
         "S3": idx[dec.model],
@@ -214,7 +259,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
     calibrated.pop("S3_nested", None)
     return HeldOut(table.task_names[d], int(len(rows)), float(agg.sum_u / agg.n), true_acc, s1v, s2v,
                    model_arr(dec.s3), model_arr(dec.p_hat), model_arr(dec.p_std), p_true, p_loc, picks,
-                   expected)
+                   expected, nested.p_local if nested else None, nested.p_combined if nested else None)
 
 
 def _corr(a: np.ndarray, b: np.ndarray, rank: bool) -> float:
@@ -305,6 +350,11 @@ def evaluate(data: BenchmarkData, vectors: np.ndarray, params: RoutingParams | N
     } for h in first]
     mae = [float(np.nanmean(np.abs(h.p_hat - h.p_true))) for run in runs for h in run]
     mae_loc = [float(np.nanmean(np.abs(h.p_local - h.p_true))) for run in runs for h in run]
+
+    def nested_mae(field: str) -> float | None:
+        errs = [float(np.nanmean(np.abs(getattr(h, field) - h.p_true))) for run in runs for h in run
+                if getattr(h, field) is not None]
+        return float(np.nanmean(errs)) if errs else None
     # the default's reliability estimate is the local one (docs/method.md)
     report: dict[str, Any] = {
         "dataset": data.name, "models": list(data.models), "n_tasks": D, "n_prompts": int(len(data)),
@@ -312,6 +362,10 @@ def evaluate(data: BenchmarkData, vectors: np.ndarray, params: RoutingParams | N
         "tasks": tasks, "methods": summarise(runs, data.models, task_costs, params_b, params.method),
         "p_hat_mae": float(np.nanmean(mae)),
         "p_local_mae": float(np.nanmean(mae_loc)),
+        # the same two estimates from a pool without the held-out task anywhere (the candidates'), and
+        # p_hat and the local estimate combined by their errors on the training tasks
+        "p_local_nested_mae": nested_mae("p_local_nested"),
+        "p_combined_mae": nested_mae("p_combined"),
         # the default's own reliability estimate: local for the calibrated method, p_hat for the paper's
         "p_default_mae": float(np.nanmean(mae_loc if params.method == "calibrated" else mae)),
     }
@@ -319,6 +373,8 @@ def evaluate(data: BenchmarkData, vectors: np.ndarray, params: RoutingParams | N
         "method": params.method, "same_as": PICK_OF_METHOD[params.method], "features": list(params.features),
         "calibrated_strengths": [c.calibrations["calibrated"].strength for c in cals],
         "selfcheck_eta": [c.eta for c in cals],
+        "combined_w": [c.combined_w for c in cals],
+        "local_sd": [c.local_sd for c in cals], "combined_sd": [c.combined_sd for c in cals],
         "calibrated_beta": [[float(x) for x in c.calibrations["calibrated"].beta] for c in cals]}
     if costs is not None:
         report["cost_curve"] = cost_curve(data, vectors, table, params, costs, cals)

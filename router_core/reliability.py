@@ -73,16 +73,9 @@ def fit_error_model(u: Array, p: Array, s2: Array, accuracy: Array, usable: NDAr
     tasks = np.flatnonzero(usable)
     if len(tasks) < 3:
         return DEFAULT_ERRORS
-    resid, score_miss = [], []
-    for d in tasks:
-        others = usable.copy()
-        others[d] = False
-        p_hat, _ = sc.nadaraya_watson(float(u[d]), u[others], p[others], bandwidth)
-        resid.append(np.asarray(p[d], dtype=np.float64) - p_hat)
-        score_miss.append(accuracy[d] - sc.s3_from_s2(s2[d], p_hat))
-    score_var = _within_task_var(np.array(score_miss))
-    score_sd = DEFAULT_SCORE_SD if score_var is None else max(float(np.sqrt(score_var)), MIN_SD)
-    r = np.array(resid)  # (T, M), NaN where a model has no labels on a task
+    p_hats = held_out_p_hat(u, p, usable, bandwidth)[tasks]
+    score_sd = measured_score_sd(sc.s3_from_s2(s2[tasks], p_hats), accuracy[tasks])
+    r = np.asarray(p[tasks], dtype=np.float64) - p_hats  # (T, M), NaN where a model has no labels on a task
     count = (~np.isnan(r)).sum(axis=1)
     rows = count >= 2
     own_var = _within_task_var(r)
@@ -95,6 +88,42 @@ def fit_error_model(u: Array, p: Array, s2: Array, accuracy: Array, usable: NDAr
     identity_var = float(np.nanmean(miss ** 2)) if np.any(~np.isnan(miss)) else DEFAULT_ERRORS.identity_sd ** 2
     return ErrorModel(max(float(np.sqrt(shared_var)), MIN_SD), max(float(np.sqrt(own_var)), MIN_SD),
                       max(float(np.sqrt(identity_var)), MIN_SD), score_sd)
+
+
+def held_out_p_hat(u: Array, p: Array, usable: NDArray[np.bool_], bandwidth: float = sc.BANDWIDTH) -> Array:
+    """(D, M): each usable task's p_hat from the *other* usable tasks, as a new task's would be (NaN rows
+    for the unusable ones)."""
+    out = np.full(np.shape(p), np.nan)
+    for d in np.flatnonzero(usable):
+        others = usable.copy()
+        others[d] = False
+        out[d], _ = sc.nadaraya_watson(float(u[d]), u[others], p[others], bandwidth)
+    return out
+
+
+def measured_score_sd(s3_hat: Array, accuracy: Array) -> float:
+    """How far a difference of estimated S3 between two models of one task can be trusted: the spread
+    over models of accuracy - S3_hat on training tasks ((T, M) each), M/(M-1) corrected and averaged over
+    tasks (the part shared by all models of a task moves no choice). ``DEFAULT_SCORE_SD`` when nothing
+    can be measured."""
+    var = _within_task_var(np.asarray(accuracy, dtype=np.float64) - np.asarray(s3_hat, dtype=np.float64))
+    return DEFAULT_SCORE_SD if var is None else max(float(np.sqrt(var)), MIN_SD)
+
+
+def combination_weight(err_hat: Array, err_local: Array) -> float:
+    """The weight w on p_hat in w p_hat + (1 - w) p_local that minimises the combined squared error on
+    training tasks, from both estimates' errors there ((T, M), NaN-aware): (V_loc - C) / (V_hat + V_loc
+    - 2C), clipped to [0, 1]; 0.5 where the two errors cannot be told apart (or nothing was measured)."""
+    a, b = np.asarray(err_hat, dtype=np.float64), np.asarray(err_local, dtype=np.float64)
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if not ok.any():
+        return 0.5
+    a, b = a[ok], b[ok]
+    v_hat, v_loc, c = float(np.mean(a * a)), float(np.mean(b * b)), float(np.mean(a * b))
+    denom = v_hat + v_loc - 2.0 * c
+    if denom <= 1e-12:
+        return 0.5
+    return float(min(1.0, max(0.0, (v_loc - c) / denom)))
 
 
 def _within_task_var(x: Array) -> float | None:

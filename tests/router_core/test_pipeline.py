@@ -112,6 +112,10 @@ def test_evaluate_report_layout(subset, vectors):
     assert curve[-1]["epsilon"] is None and curve[-1]["cost_vs_bma"] == pytest.approx(1.0)
     assert curve[-1]["accuracy"] <= m["Oracle"]["accuracy"] + 1e-9
     assert {"calibrated_strengths", "calibrated_beta"} <= set(rep["default_method"])
+    # five tasks leave four training tasks per fold: the nested local and combined p estimates are measured
+    assert 0 <= rep["p_local_nested_mae"] <= 1 and 0 <= rep["p_combined_mae"] <= 1
+    assert all(0 <= w <= 1 for w in rep["default_method"]["combined_w"])
+    assert all(sd >= reliability.MIN_SD for sd in rep["default_method"]["local_sd"])
 
 
 def test_cli_build_route_eval(subset, tmp_path, shared_data):

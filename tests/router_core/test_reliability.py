@@ -118,6 +118,43 @@ def test_score_sd_is_the_within_task_spread_of_s3s_miss():
     assert rel.ErrorModel.from_dict({"shared_sd": 0.1, "own_sd": 0.1, "identity_sd": 0.1}).score_sd == 0.05
 
 
+def test_held_out_p_hat_leaves_each_task_out_of_its_own_estimate():
+    # equal u: each usable task's p_hat is the plain mean of the other usable tasks' p; task 3 is unusable
+    u = np.zeros(4)
+    p = np.array([[0.6, 0.9], [0.8, 0.7], [0.7, 0.8], [0.0, 0.0]])
+    out = rel.held_out_p_hat(u, p, np.array([True, True, True, False]))
+    np.testing.assert_allclose(out[:3], [[0.75, 0.75], [0.65, 0.85], [0.7, 0.8]])
+    assert np.isnan(out[3]).all()
+
+
+def test_measured_score_sd_is_the_within_task_spread_of_the_miss():
+    # misses (0.1, -0.1) and (0.0, 0.2): each task's variance over models with M/(M-1) = 2: 0.02, 0.02
+    acc = np.array([[0.8, 0.6], [0.7, 0.9]])
+    s3 = np.array([[0.7, 0.7], [0.7, 0.7]])
+    assert rel.measured_score_sd(s3, acc) == pytest.approx(np.sqrt(0.02))
+    # a miss shared by every model of a task moves no choice: zero spread, floored at MIN_SD
+    assert rel.measured_score_sd(s3, s3 + 0.1) == rel.MIN_SD
+    # nothing measurable (one model): the documented default
+    assert rel.measured_score_sd(np.array([[0.5]]), np.array([[0.6]])) == rel.DEFAULT_SCORE_SD
+
+
+def test_combination_weight_minimises_the_combined_squared_error():
+    # uncorrelated errors, V_hat = 0.04, V_loc = 0.01, C = 0: w = 0.01 / 0.05 = 0.2 on p_hat
+    e_hat = np.array([[0.2, -0.2], [0.2, -0.2]])
+    e_loc = np.array([[0.1, 0.1], [-0.1, -0.1]])
+    assert rel.combination_weight(e_hat, e_loc) == pytest.approx(0.2)
+    # p_local's errors are larger copies of p_hat's: the best mix would extrapolate; clipped to all p_hat
+    assert rel.combination_weight(e_hat, 2 * e_hat) == 1.0
+    # the same errors cannot be told apart; NaN entries drop out, and nothing measured gives 0.5 as well
+    assert rel.combination_weight(e_hat, e_hat) == 0.5
+    assert rel.combination_weight(np.array([[np.nan]]), np.array([[0.1]])) == 0.5
+    nan_hat = np.array([[0.2, np.nan], [0.2, -0.2], [-0.2, 0.2]])
+    nan_loc = np.array([[0.1, 0.3], [0.1, 0.1], [-0.1, -0.1]])
+    # remaining pairs: e_hat (0.2, 0.2, -0.2, -0.2, 0.2), e_loc (0.1, 0.1, 0.1, -0.1, -0.1):
+    # V_hat = 0.04, V_loc = 0.01, C = (0.02 + 0.02 - 0.02 + 0.02 - 0.02) / 5 = 0.004
+    assert rel.combination_weight(nan_hat, nan_loc) == pytest.approx((0.01 - 0.004) / (0.05 - 0.008))
+
+
 def test_uncertain_pick_departs_only_on_a_gap_its_error_allows():
     s3 = np.array([0.70, 0.72, 0.80])
     # gap 0.02 with sd 0.05: z = 0.02 / (sqrt 2 * 0.05) = 0.283, Phi = 0.611 >= 0.6: departs

@@ -34,7 +34,7 @@ from .state import TaskAggregates
 
 METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain",
            "S3_local_uncertain", "S3_combined_uncertain", "S3_evidence",
-           "S3_evidence_only", "S3_evidence_reliable",
+           "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior",
            "S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
 # the candidates for the default (docs/results.md, "How the default is chosen"), all scored without the
 # held-out task's labels anywhere: the paper's S3 with its p_hat targets from the nested pool
@@ -50,7 +50,7 @@ PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 # evidence"): the paper's (labels join the neighbour pool), the same then revised by the labels as
 # direct evidence (feedback.with_label_evidence), revised by them without joining the pool, and the
 # calibrated method's labels posterior
-LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated", "S3_evidence_reliable")
+LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated", "S3_evidence_reliable", "S3_label_posterior")
 CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner LOTO (not a method yet)",
                     "S3_uncertain": "paper, the fallback test on the scores' measured error (not a method yet)",
                     "S3_local_uncertain": "S3 with the local p, the fallback test on its measured error "
@@ -65,7 +65,7 @@ def default_pick(method: str, alpha: float) -> str:
     (alpha > 0) the paper's revised by them as evidence where ``LABEL_EVIDENCE`` is on, with or without
     their joining the pool (``LABELS_IN_POOL``), as Router.observe and Router.decide do."""
     if method == "paper" and alpha > 0 and LABEL_EVIDENCE:
-        return "S3_evidence" if LABELS_IN_POOL else "S3_evidence_only"
+        return "S3_evidence" if LABELS_IN_POOL else "S3_label_posterior"
     return PICK_OF_METHOD[method]
 
 
@@ -236,8 +236,11 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         errors = nested.errors if nested else rel.DEFAULT_ERRORS
         calibrated["S3_evidence_reliable"] = rel.with_label_evidence(dec0, data.models, errors, sigma_fit, *labelled,
                                                                      p_params, costs)
+        calibrated["S3_label_posterior"] = rel.with_label_posterior(dec0, data.models, errors, *labelled, params, costs)
     elif alpha > 0:  # a task too small for any label at this alpha: the zero-label decision
-        calibrated["S3_evidence"] = calibrated["S3_evidence_only"] = calibrated["S3_evidence_reliable"] = dec
+        for name in ("S3_evidence", "S3_evidence_only", "S3_evidence_reliable"):
+            calibrated[name] = dec
+        calibrated["S3_label_posterior"] = dec
     picks = {
         **{name: idx[d.model] for name, d in calibrated.items()},
         **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain, **better} if nested is not None else {}),

@@ -25,7 +25,7 @@ from .decision import (DEFAULT_METHOD, LABEL_EVIDENCE, LABELS_IN_POOL, METHODS, 
 from .embed import Encoder
 from . import feedback as fb
 from . import reliability as rel
-from .feedback import label_outcomes, with_label_evidence
+from .feedback import label_outcomes
 from .index import ExactIndex, HnswIndex, NeighbourIndex
 from .scores import best_on_average, knn_correctness, local_predictor_accuracy, prompt_distance
 from .state import TaskAggregates
@@ -203,10 +203,10 @@ class Router:
 
         The method decides: the calibrated one, or the paper's S3 + fallback (also used by artifacts
         that carry no calibration). ``labelled``: the task's labelled prompts, weighed as direct
-        evidence of each model's accuracy: the calibrated method's posterior, and for the paper's the
-        revision rule where
-        ``LABEL_EVIDENCE`` is on (docs/results.md, "Labels as evidence"; they join the pool only
-        where :attr:`labels_join_pool`).
+        evidence of each model's accuracy: the calibrated method's posterior, and for the paper's, where
+        ``LABEL_EVIDENCE`` is on, each model's posterior accuracy from its S3 and its labels
+        (:func:`reliability.with_label_posterior`; docs/results.md, "A sixth labels candidate"; they join
+        the pool only where :attr:`labels_join_pool`).
         """
         params = self._params(epsilon, lam, method)
         self.check_knobs(params.epsilon, params.lam, costs)
@@ -218,7 +218,8 @@ class Router:
                                self.effective_costs(costs), params)
         if evidence is None or not LABEL_EVIDENCE:
             return decision
-        return with_label_evidence(decision, self.calibration, *evidence)
+        return rel.with_label_posterior(decision, self.models, self.errors, *evidence, params,
+                                        self.effective_costs(costs))
 
     def revise_on_reliability(self, decision: Decision, correct: np.ndarray, counted: np.ndarray,
                               params: fb.FeedbackParams, epsilon: float | None = None, lam: float | None = None,

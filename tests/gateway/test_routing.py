@@ -81,7 +81,7 @@ def test_inspect_and_reset_a_task(client, gateway, bench, task_id):
 
 
 def test_labelled_samples_are_the_tasks_evidence(gateway, bench, router):
-    """Labels weighed as what they are (docs/results.md, "Labels as evidence"): with the paper's method
+    """Labels weighed as what they are (docs/results.md, "A sixth labels candidate"): with the paper's method
     they do not move the neighbour scores, and enough of them measuring a clear difference revise the
     pick (method "labels", with the evidence); unlabelled samples leave the zero-label pick."""
     prompts = bench.held_out["mbpp"][:24]
@@ -103,6 +103,7 @@ def test_labelled_samples_are_the_tasks_evidence(gateway, bench, router):
     assert labelled["s3"] == pytest.approx(plain["s3"])  # the labels did not join the pool
     assert labelled["model"] == target and labelled["method"] == "labels"
     assert labelled["evidence"]["to"] == target and labelled["evidence"]["outcomes"][target] == len(prompts)
+    assert labelled["evidence"]["rule"] == "labels"  # the per-model posterior (reliability.with_label_posterior)
 
 
 @pytest.mark.parametrize("body,param", [

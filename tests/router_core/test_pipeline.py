@@ -94,8 +94,8 @@ def test_evaluate_report_layout(subset, vectors):
         assert set(t["picks"]) == set(evaluate.METHODS)
         # the shipped default's picks are its method's: with labels, the paper's S3 without them in the
         # pool, revised by them as evidence (docs/results.md, "Labels as evidence")
-        assert evaluate.default_pick(rep["params"]["method"], rep["alpha"]) == "S3_evidence_only"
-        assert t["picks"]["default"] == t["picks"]["S3_evidence_only"]
+        assert evaluate.default_pick(rep["params"]["method"], rep["alpha"]) == "S3_label_posterior"
+        assert t["picks"]["default"] == t["picks"]["S3_label_posterior"]
         acc = t["true_accuracy"]
         assert acc[t["picks"]["Oracle"]] == max(acc.values())
     m = rep["methods"]

@@ -33,7 +33,7 @@ from .decision import LABEL_EVIDENCE, LABELS_IN_POOL, RoutingParams, decide_cali
 from .state import TaskAggregates
 
 METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain",
-           "S3_local_uncertain", "S3_combined_uncertain", "S3_evidence",
+           "S3_local_uncertain", "S3_combined_uncertain", "S3_posterior", "S3_evidence",
            "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior",
            "S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
 # the candidates for the default (docs/results.md, "How the default is chosen"), all scored without the
@@ -42,9 +42,10 @@ METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfchec
 # and the same at full strength; S3_selfcheck: S3_nested with its fallback threshold chosen by inner
 # leave-one-task-out on the training tasks (router_core.selfcheck); S3_uncertain: the fallback test on
 # S3's error measured on the training tasks; S3_local_uncertain / S3_combined_uncertain: the same test
-# for S3 with the nested local p / with p_hat and the local p combined by their measured errors
+# for S3 with the nested local p / with p_hat and the local p combined by their measured errors;
+# S3_posterior: each model's relative accuracy from the training record (prior) and S3 (measurement)
 CANDIDATES = ("S3_nested", "S3_selfcheck", "S3_uncertain", "S3_local_uncertain", "S3_combined_uncertain",
-              "calibrated", "calibrated_full")
+              "S3_posterior", "calibrated", "calibrated_full")
 PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
 # evidence"): the paper's (labels join the neighbour pool), the same then revised by the labels as
@@ -57,6 +58,8 @@ CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner L
                                           "(not a method yet)",
                     "S3_combined_uncertain": "S3 with the combined p, the fallback test on its measured error "
                                              "(not a method yet)",
+                    "S3_posterior": "a posterior per model: the training record as the prior, S3 as the "
+                                    "measurement (not a method yet)",
                     "calibrated": "calibrated", "calibrated_full": "calibrated"}
 
 
@@ -85,6 +88,8 @@ class Nested:
     p_combined: np.ndarray | None = None  # (M,)
     combined_sd: float = rel.DEFAULT_SCORE_SD
     combined_w: float = 0.5  # the weight on p_hat
+    # the training record's prior on each model's relative accuracy (reliability.record_prior)
+    prior: tuple[np.ndarray, float] | None = None
 MAX_LABELLED = 50
 
 
@@ -150,7 +155,8 @@ def default_calibrations(data: BenchmarkData, vectors: np.ndarray, params: Routi
         usable = rows & (sizes > 0)
         eta = selfcheck.inner_eta(feats, sizes, usable, params.bandwidth, params.draws, params.seed)
         errors = rel.fit_error_model(feats.u, feats.p, feats.s2, feats.accuracy, usable, params.bandwidth)
-        out.append(Nested(fits, feats.u, feats.p, eta, errors, **_better_p(feats, b, usable, params.bandwidth)))
+        out.append(Nested(fits, feats.u, feats.p, eta, errors, **_better_p(feats, b, usable, params.bandwidth),
+                          prior=rel.record_prior(feats.accuracy[usable]) if usable.sum() >= 3 else None))
     return out
 
 
@@ -218,7 +224,8 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         self_pick = selfcheck.pick(argmax, bma, dec_nested.prob_beats_bma, nested.eta)
         s3_nested = np.array([dec_nested.s3[m] for m in data.models])
         uncertain, _ = rel.uncertain_pick(s3_nested, argmax, bma, nested.errors.score_sd, params.eta)
-        better: dict[str, int] = {}
+        better: dict[str, int] = {"S3_posterior": idx[dec_nested.model] if nested.prior is None else rel.posterior_pick(
+            s3_nested, *nested.prior, nested.errors.score_sd, bma, params.eta)}
         for name, p_x, sd in (("S3_local_uncertain", nested.p_local, nested.local_sd),
                               ("S3_combined_uncertain", nested.p_combined, nested.combined_sd)):
             if p_x is None:  # too few training tasks to measure anything: the paper's decision

@@ -22,6 +22,7 @@ measures the predictors" and "Few labels from the new task (alpha), and labels a
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -153,6 +154,42 @@ def uncertain_pick(s3: Array, argmax: int, bma: int, score_sd: float, eta: float
     z = (float(s3[argmax]) - float(s3[bma])) / (math.sqrt(2.0) * max(score_sd, MIN_SD))
     prob = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
     return (argmax if prob >= eta else bma), prob
+
+
+def record_prior(accuracy: Array) -> tuple[Array, float] | None:
+    """Each model's accuracy relative to a task's mean over models, as the training tasks ((T, M),
+    NaN-aware) record it: (its mean per model, the between-task sd pooled over models, T/(T-1)
+    corrected). None where fewer than two tasks record any model twice."""
+    acc = np.asarray(accuracy, dtype=np.float64)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows and columns
+        rel_acc = acc - np.nanmean(acc, axis=1, keepdims=True)
+        mean = np.nanmean(rel_acc, axis=0)
+    count = (~np.isnan(rel_acc)).sum(axis=0)
+    ok = count >= 2
+    if not ok.any():
+        return None
+    dev = np.where(np.isnan(rel_acc), 0.0, rel_acc - mean)
+    var = (dev[:, ok] ** 2).sum(axis=0) / (count[ok] - 1)
+    return mean, max(float(np.sqrt(np.mean(var))), MIN_SD)
+
+
+def posterior_pick(s3: Array, prior_mean: Array, prior_sd: float, score_sd: float, bma: int,
+                   eta: float = sc.ETA) -> int:
+    """The model with the highest posterior relative accuracy, from the training record's prior
+    (``prior_mean``, ``prior_sd``: :func:`record_prior`) and S3's deviation from its mean over models
+    measured with error ``score_sd``; BMA unless Phi((mu(pick) - mu(BMA)) / (sqrt(2) tau)) >= ``eta``
+    (tau: the posterior sd, the same for every model). Models without a prior mean or an S3 are skipped."""
+    s3 = np.asarray(s3, dtype=np.float64)
+    prior_mean = np.asarray(prior_mean, dtype=np.float64)
+    w_prior, w_s3 = 1.0 / max(prior_sd, MIN_SD) ** 2, 1.0 / max(score_sd, MIN_SD) ** 2
+    mu = (prior_mean * w_prior + (s3 - np.nanmean(s3)) * w_s3) / (w_prior + w_s3)
+    if np.isnan(mu[bma]) or np.all(np.isnan(mu)):
+        return bma
+    pick = int(np.nanargmax(mu))
+    tau = math.sqrt(1.0 / (w_prior + w_s3))
+    z = (float(mu[pick]) - float(mu[bma])) / (math.sqrt(2.0) * tau)
+    return pick if 0.5 * (1.0 + math.erf(z / math.sqrt(2.0))) >= eta else bma
 
 
 def label_posterior(s3: Array, correct: Array, counted: Array, score_sd: float) -> tuple[Array, Array]:

@@ -195,6 +195,28 @@ def test_a_decision_record_follows_its_labels_posterior():
     assert same is dec
 
 
+def test_record_prior_is_each_models_mean_relative_accuracy_and_its_pooled_spread():
+    # relative to each task's mean: task 0 (0.1, -0.1), task 1 (0.3, -0.3), task 2 (0.2, -0.2): means
+    # (0.2, -0.2); deviations (-0.1, 0, 0.1) for both models: variance 0.02 / 2 = 0.01, sd 0.1
+    acc = np.array([[0.6, 0.4], [0.8, 0.2], [0.7, 0.3]])
+    mean, sd = rel.record_prior(acc)
+    np.testing.assert_allclose(mean, [0.2, -0.2])
+    assert sd == pytest.approx(0.1)
+    assert rel.record_prior(np.array([[0.5, 0.6]])) is None  # one task: no spread to measure
+
+
+def test_posterior_pick_weighs_the_record_against_s3s_measured_error():
+    prior = np.array([0.05, -0.05])  # model 0 (BMA) is better on the record
+    # S3 says model 1 by 0.2 (deviations -0.1, +0.1); prior sd 0.1 and score sd 0.1 weigh alike:
+    # mu = (-0.025, +0.025), tau = sqrt(1/200); z = 0.05 / (sqrt 2 * 0.0707) = 0.5, Phi = 0.69 >= 0.6
+    assert rel.posterior_pick(np.array([0.6, 0.8]), prior, 0.1, 0.1, bma=0) == 1
+    # the same S3 with three times its error: mu = (0.035, -0.035): BMA leads, no departure
+    assert rel.posterior_pick(np.array([0.6, 0.8]), prior, 0.1, 0.3, bma=0) == 0
+    # a smaller S3 lead (0.12: deviations -0.06, +0.06): mu = (-0.005, +0.005), z = 0.01 / 0.1 = 0.1,
+    # Phi = 0.54 < 0.6: BMA stays
+    assert rel.posterior_pick(np.array([0.64, 0.76]), prior, 0.1, 0.1, bma=0) == 0
+
+
 def test_uncertain_pick_departs_only_on_a_gap_its_error_allows():
     s3 = np.array([0.70, 0.72, 0.80])
     # gap 0.02 with sd 0.05: z = 0.02 / (sqrt 2 * 0.05) = 0.283, Phi = 0.611 >= 0.6: departs

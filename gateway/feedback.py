@@ -11,7 +11,9 @@ better with stated confidence; if so the task's final decision is replaced by a 
 (:class:`gateway.feedback_store.FeedbackStore`), so every gateway process agrees on one revision.
 With ``feedback.explore`` > 0 that share of a task's requests, once its decision is final, goes
 to the model most likely to overturn it (:func:`router_core.feedback.explore_pick`), which is how
-a revision can reach a model that never served the task.
+a revision can reach a model that never served the task. Labelled samples posted after a task's
+decision is final revise it the same way (:meth:`Feedback.revise_on_labels`, router_core's
+:meth:`~router_core.router.Router.revise_on_labels` deciding).
 
 All maths is router_core's; this module only sequences the calls.
 """
@@ -231,6 +233,27 @@ class Feedback:
         metrics.REVISIONS.labels(current.model, new_model).inc()
         log.info("task %s: decision revised from %s to %s on its outcomes (%s rule, P=%.3f)", task,
                  current.model, new_model, rev.rule, rev.prob)
+        return new
+
+    async def revise_on_labels(self, task: str) -> Decision | None:
+        """The task's final decision (the router section's knobs) revised by its labelled samples, when
+        they arrive after it was made and another model now clearly leads (router_core decides:
+        ``Router.revise_on_labels``); None where nothing changed or another process revised it first.
+        Replaced by compare-and-set and entered in the task's history, like an outcome revision."""
+        variant = ""  # the router section's knobs (gateway.knobs.Knobs.variant)
+        record = await self.store.final_record(task, variant)
+        labelled = await self.store.store.labelled(task)
+        if record is None or labelled is None:
+            return None
+        current = Decision.from_dict(record["decision"])
+        new = self.learned.revise_on_labels(current, labelled, self.default.epsilon, self.default.lam, self.costs)
+        if new is None:
+            return None
+        new = replace(new, revision=current.revision + 1)
+        if not await self.store.revise(task, variant, record, new, new.evidence):
+            return None
+        metrics.REVISIONS.labels(current.model, new.model).inc()
+        log.info("task %s: decision revised from %s to %s by its labelled samples", task, current.model, new.model)
         return new
 
     async def _update_coverage(self, task: str, decision: Decision, outcomes: Outcomes) -> None:

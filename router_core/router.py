@@ -221,6 +221,19 @@ class Router:
         return rel.with_label_posterior(decision, self.models, self.errors, *evidence, params,
                                         self.effective_costs(costs))
 
+    def revise_on_labels(self, decision: Decision, labelled: LabelledSamples, epsilon: float | None = None,
+                         lam: float | None = None, costs: np.ndarray | None = None) -> Decision | None:
+        """A task's final paper-method decision once labelled prompts arrive after it was made: each
+        model's posterior accuracy from its S3 and the labels, against the current pick
+        (:func:`reliability.with_label_posterior`, the labels path :meth:`decide` takes for a task not yet
+        final). None where the labels leave the pick where it is (or the decision has no S3)."""
+        if not LABEL_EVIDENCE or not len(labelled) or not decision.s3 or decision.expected:
+            return None  # the calibrated method's decisions weigh labels by their own posterior (decide)
+        params = self._params(epsilon, lam, "paper")
+        new = rel.with_label_posterior(decision, self.models, self.errors, *labelled.outcomes(), params,
+                                       self.effective_costs(costs))
+        return None if new.model == decision.model else new
+
     def revise_on_reliability(self, decision: Decision, correct: np.ndarray, counted: np.ndarray,
                               params: fb.FeedbackParams, epsilon: float | None = None, lam: float | None = None,
                               costs: np.ndarray | None = None) -> fb.Revision | None:

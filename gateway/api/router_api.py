@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -106,6 +107,10 @@ async def add_samples(task_id: str, body: SamplesRequest, rt: Runtime = Depends(
     try:
         choice, folded, kept = await rt.task_router.add_samples(
             task_id, [s.prompt for s in body.samples], [s.labels for s in body.samples])
+        if kept and choice is not None and choice.source in ("cached", "revised"):  # labels after the final decision
+            revised = await rt.feedback.revise_on_labels(task_id)
+            if revised is not None:
+                choice = replace(choice, decision=revised, source="revised")
     except StoreUnavailable as exc:
         raise _unavailable(exc) from None
     return JSONResponse({"task_id": task_id, "folded": folded, "labelled_samples": kept,

@@ -106,6 +106,48 @@ def test_labelled_samples_are_the_tasks_evidence(gateway, bench, router):
     assert labelled["evidence"]["rule"] == "labels"  # the per-model posterior (reliability.with_label_posterior)
 
 
+def test_labels_after_the_final_decision_revise_it(gateway, bench, router):
+    """Labelled samples that arrive once a task is final are weighed against its current pick: a
+    clear lead of another model revises it (compare-and-set, history, x-router-decision revised on
+    later requests); labels that agree with the pick leave it alone."""
+    prompts = bench.held_out["mbpp"][:24]
+    tid = f"late-labels-{uuid.uuid4().hex[:8]}"
+
+    def samples(batch, labels):
+        r = httpx.post(f"{gateway.url}/v1/router/tasks/{tid}/samples", headers=AUTH,
+                       json={"samples": [{"prompt": p, "labels": labels} for p in batch]})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def state():
+        return httpx.get(f"{gateway.url}/v1/router/tasks/{tid}", headers=AUTH).json()
+
+    samples(prompts[:12], None)  # unlabelled: the zero-label decision, final at MIN_SAMPLES
+    before = state()
+    assert before["final"] and before["decision"].get("revision", 0) == 0
+    picked = before["decision"]["model"]
+    # labels that agree with the pick (it right, every other model wrong): no revision
+    out = samples(prompts[12:16], {m: (1.0 if m == picked else 0.0) for m in router.models})
+    assert out["labelled_samples"] == 4 and out["router"]["decision"] == "cached"
+    assert state()["decision"]["model"] == picked
+    # 20 more where the model the decision ranks last is right and every other wrong: revised to it
+    target = before["decision"]["ranking"][-1]
+    out = samples(prompts[4:24], {m: (1.0 if m == target else 0.0) for m in router.models})
+    assert out["router"]["decision"] == "revised" and out["router"]["chosen_model"] == target
+    after = state()
+    assert after["decision"]["model"] == target and after["decision"]["method"] == "labels"
+    assert after["decision"]["revision"] == 1
+    history = after["history"]
+    assert [h["model"] for h in history] == [picked, target]
+    assert history[1]["reason"] == "revised" and history[1]["evidence"]["rule"] == "labels"
+    assert history[1]["evidence"]["outcomes"][target] == 24
+    # the next request is served by the revised decision
+    r = httpx.post(f"{gateway.url}/v1/chat/completions", headers={**AUTH, "x-task-id": tid},
+                   json={"model": "router", "messages": [{"role": "user", "content": prompts[0]}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-router-decision"] == "revised" and r.headers["x-router-model"] == target
+
+
 @pytest.mark.parametrize("body,param", [
     ({"samples": []}, "samples"),
     ({"samples": [{"prompt": "x", "labels": {"no-such-model": 1}}]}, "samples.0.labels"),

@@ -26,7 +26,7 @@ DEFAULT_METHOD = "paper"  # chosen by the rule in docs/results.md (S3_nested won
 # how the paper's method uses a task's labelled prompts, chosen by the rules in docs/results.md ("Labels
 # as evidence", then "A sixth labels candidate": S3_label_posterior won): they are weighed as direct
 # evidence of each model's accuracy (a posterior per model, S3 with its measured spread as the prior:
-# router_core.reliability.with_label_posterior) and do not join the neighbour pool (the paper's alpha,
+# router_core.labels.revise_decision) and do not join the neighbour pool (the paper's alpha,
 # which moved S3 below its zero-label pick on routerbench-subset). The calibrated method keeps both.
 LABEL_EVIDENCE = True
 LABELS_IN_POOL = False
@@ -36,7 +36,7 @@ FEATURES = ("s1", "s2", "s3_local")
 # how a decision was reached: the task-level S3 pick, its fallback to the best model on average,
 # the per-prompt argmax; and two a gateway makes without scores: the best model on average for a
 # prompt without a task ("BMA"), and a model the caller named ("explicit"); "labels": the task's own
-# labelled prompts revised the pick (router_core.reliability.with_label_posterior)
+# labelled prompts revised the pick (router_core.labels.revise_decision)
 Method = Literal["calibrated", "S3", "BMA-fallback", "labels", "instance", "BMA", "explicit"]
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import calibration as cal
 from . import feedback as fb
+from . import labels as label_evidence
 from . import loto
 from . import reliability as rel
 from . import scores as sc
@@ -48,9 +49,10 @@ CANDIDATES = ("S3_nested", "S3_selfcheck", "S3_uncertain", "S3_local_uncertain",
               "S3_posterior", "calibrated", "calibrated_full")
 PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
-# evidence"): the paper's (labels join the neighbour pool), the same then revised by the labels as
-# direct evidence (feedback.with_label_evidence), revised by them without joining the pool, and the
-# calibrated method's labels posterior
+# evidence" and the two labels candidates after it): the paper's (labels join the neighbour pool), the
+# same then revised by the labels through the feedback rule (feedback.with_label_evidence), revised by it
+# without joining the pool, the calibrated method's labels posterior, the labels first measuring the
+# predictors (reliability.with_label_evidence), and a posterior per model (router_core.labels: shipped)
 LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated", "S3_evidence_reliable", "S3_label_posterior")
 CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner LOTO (not a method yet)",
                     "S3_uncertain": "paper, the fallback test on the scores' measured error (not a method yet)",
@@ -65,8 +67,8 @@ CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner L
 
 def default_pick(method: str, alpha: float) -> str:
     """Which evaluated pick is the shipped decision: the method's own, and with labelled prompts
-    (alpha > 0) the paper's revised by them as evidence where ``LABEL_EVIDENCE`` is on, with or without
-    their joining the pool (``LABELS_IN_POOL``), as Router.observe and Router.decide do."""
+    (alpha > 0) the paper's revised by them as evidence (router_core.labels) where ``LABEL_EVIDENCE`` is
+    on, as Router.observe and Router.decide do (``LABELS_IN_POOL``, off, would put them in the pool too)."""
     if method == "paper" and alpha > 0 and LABEL_EVIDENCE:
         return "S3_evidence" if LABELS_IN_POOL else "S3_label_posterior"
     return PICK_OF_METHOD[method]
@@ -224,12 +226,13 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         self_pick = selfcheck.pick(argmax, bma, dec_nested.prob_beats_bma, nested.eta)
         s3_nested = np.array([dec_nested.s3[m] for m in data.models])
         uncertain, _ = rel.uncertain_pick(s3_nested, argmax, bma, nested.errors.score_sd, params.eta)
-        better: dict[str, int] = {"S3_posterior": idx[dec_nested.model] if nested.prior is None else rel.posterior_pick(
-            s3_nested, *nested.prior, nested.errors.score_sd, bma, params.eta)}
+        paper = idx[dec_nested.model]  # where too few training tasks measure anything
+        better = {"S3_posterior": paper if nested.prior is None
+                  else rel.posterior_pick(s3_nested, *nested.prior, nested.errors.score_sd, bma, params.eta)}
         for name, p_x, sd in (("S3_local_uncertain", nested.p_local, nested.local_sd),
                               ("S3_combined_uncertain", nested.p_combined, nested.combined_sd)):
-            if p_x is None:  # too few training tasks to measure anything: the paper's decision
-                better[name] = idx[dec_nested.model]
+            if p_x is None:
+                better[name] = paper
                 continue
             s3_x = sc.s3_from_s2(s2v, p_x)
             better[name], _ = rel.uncertain_pick(s3_x, sc.cost_aware_choice(s3_x, costs, params.epsilon, params.lam),
@@ -243,11 +246,11 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         errors = nested.errors if nested else rel.DEFAULT_ERRORS
         calibrated["S3_evidence_reliable"] = rel.with_label_evidence(dec0, data.models, errors, sigma_fit, *labelled,
                                                                      p_params, costs)
-        calibrated["S3_label_posterior"] = rel.with_label_posterior(dec0, data.models, errors, *labelled, params, costs)
+        calibrated["S3_label_posterior"] = label_evidence.revise_decision(dec0, data.models, errors, *labelled,
+                                                                          params, costs)
     elif alpha > 0:  # a task too small for any label at this alpha: the zero-label decision
-        for name in ("S3_evidence", "S3_evidence_only", "S3_evidence_reliable"):
+        for name in ("S3_evidence", "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior"):
             calibrated[name] = dec
-        calibrated["S3_label_posterior"] = dec
     picks = {
         **{name: idx[d.model] for name, d in calibrated.items()},
         **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain, **better} if nested is not None else {}),

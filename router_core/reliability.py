@@ -13,10 +13,11 @@ others' p, through the shared part of the prior.
 paper's decision (argmax S3, then the eta test against BMA) with the posterior p, and
 :func:`revise_decision` / :func:`with_label_evidence` apply it to a decision record (outcome feedback,
 labelled samples; the latter was a labels candidate, not shipped). :func:`uncertain_pick` is the fallback
-test on S3's measured error (the evaluation's candidate ``S3_uncertain``, not shipped).
-:func:`with_label_posterior` is the shipped labels path of the paper's method: each model's accuracy from
-its S3 (with S3's measured spread ``score_sd``) and its labels. Docs: docs/method.md, "Feedback that
-measures the predictors" and "Few labels from the new task (alpha), and labels as evidence".
+test on S3's measured error (the evaluation's candidate ``S3_uncertain``, not shipped); :func:`record_prior`
+and :func:`posterior_pick` make the candidate ``S3_posterior``, :func:`measured_score_sd` and
+:func:`combination_weight` the candidates ``S3_local_uncertain`` / ``S3_combined_uncertain`` (none
+shipped). The shipped labels path is :mod:`router_core.labels`. Docs: docs/method.md, "Feedback that
+measures the predictors".
 """
 
 from __future__ import annotations
@@ -190,68 +191,6 @@ def posterior_pick(s3: Array, prior_mean: Array, prior_sd: float, score_sd: floa
     tau = math.sqrt(1.0 / (w_prior + w_s3))
     z = (float(mu[pick]) - float(mu[bma])) / (math.sqrt(2.0) * tau)
     return pick if 0.5 * (1.0 + math.erf(z / math.sqrt(2.0))) >= eta else bma
-
-
-def label_posterior(s3: Array, correct: Array, counted: Array, score_sd: float) -> tuple[Array, Array]:
-    """Each model's accuracy on the task given its labels: (posterior mean, posterior sd).
-
-    Prior N(S3, score_sd^2) per model (the spread S3 has between models of one training task); the
-    labels' c/n measures the accuracy with the binomial variance a(1 - a)/n at the prior's accuracy a
-    (clipped to [0.02, 0.98], so no measurement counts as exact). A model without labels keeps its prior.
-    """
-    s3 = np.asarray(s3, dtype=np.float64)
-    n = np.asarray(counted, dtype=np.float64)
-    prior_prec = 1.0 / max(score_sd, MIN_SD) ** 2
-    a = np.clip(s3, 0.02, 0.98)
-    seen = n > 0
-    safe_n = np.where(seen, n, 1.0)
-    obs_prec = np.where(seen, safe_n / (a * (1.0 - a)), 0.0)
-    rate = np.where(seen, np.asarray(correct, dtype=np.float64) / safe_n, 0.0)
-    prec = prior_prec + obs_prec
-    return (s3 * prior_prec + rate * obs_prec) / prec, np.sqrt(1.0 / prec)
-
-
-def label_posterior_revision(s3: Array, correct: Array, counted: Array, score_sd: float, current: int,
-                             eta: float = sc.ETA, costs: Array | None = None, epsilon: float | None = None,
-                             lam: float | None = None) -> fb.Revision | None:
-    """The labels' pick: the model with the highest posterior accuracy (:func:`label_posterior`; under the
-    cost knobs, as ``scores.cost_aware_choice`` picks). It replaces the zero-label pick ``current`` only
-    when Phi((mu(pick) - mu(current)) / sqrt(tau(pick)^2 + tau(current)^2)) >= ``eta``; None where
-    ``current`` stays."""
-    mu, tau = label_posterior(s3, correct, counted, score_sd)
-    if np.isnan(mu[current]):
-        return None
-    pick = sc.cost_aware_choice(np.where(np.isnan(mu), -np.inf, mu), costs, epsilon, lam)
-    if pick == current:
-        return None
-    z = (float(mu[pick]) - float(mu[current])) / math.sqrt(float(tau[pick]) ** 2 + float(tau[current]) ** 2)
-    prob = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
-    if prob < eta:
-        return None
-    return fb.Revision(pick, current, prob, mu, np.asarray(counted, dtype=np.float64), rule="labels")
-
-
-def label_posterior_pick(s3: Array, correct: Array, counted: Array, score_sd: float, current: int,
-                         eta: float = sc.ETA, costs: Array | None = None, epsilon: float | None = None,
-                         lam: float | None = None) -> int:
-    """The column :func:`label_posterior_revision` leaves the task on."""
-    rev = label_posterior_revision(s3, correct, counted, score_sd, current, eta, costs, epsilon, lam)
-    return current if rev is None else rev.model
-
-
-def with_label_posterior(decision: Decision, models: Sequence[str], errors: ErrorModel, correct: Array,
-                         counted: Array, routing: RoutingParams, costs: Array | None = None) -> Decision:
-    """The paper's decision once a task's labelled prompts (``correct`` of ``counted`` per model, in
-    ``models`` order) are weighed as a direct measurement of every model's accuracy, against S3 with its
-    measured spread (``errors.score_sd``) as the prior: the default's labels path (docs/results.md, "A
-    sixth labels candidate"). A revised decision has ``method="labels"`` and its ``evidence``."""
-    if not decision.s3 or decision.model not in models:
-        return decision
-    models = list(models)
-    s3 = np.array([decision.s3.get(m, np.nan) for m in models], dtype=np.float64)
-    rev = label_posterior_revision(s3, correct, counted, errors.score_sd, models.index(decision.model),
-                                   routing.eta, costs, routing.epsilon, routing.lam)
-    return decision if rev is None else fb.revised_by_labels(decision, rev, models)
 
 
 def posterior_p(p_hat: Array, s2: Array, errors: ErrorModel, correct: Array,

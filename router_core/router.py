@@ -24,6 +24,7 @@ from .decision import (DEFAULT_METHOD, LABEL_EVIDENCE, LABELS_IN_POOL, METHODS, 
                        decide_calibrated, decide_instance, decide_task)
 from .embed import Encoder
 from . import feedback as fb
+from . import labels as label_evidence
 from . import reliability as rel
 from .feedback import label_outcomes
 from .index import ExactIndex, HnswIndex, NeighbourIndex
@@ -205,7 +206,7 @@ class Router:
         that carry no calibration). ``labelled``: the task's labelled prompts, weighed as direct
         evidence of each model's accuracy: the calibrated method's posterior, and for the paper's, where
         ``LABEL_EVIDENCE`` is on, each model's posterior accuracy from its S3 and its labels
-        (:func:`reliability.with_label_posterior`; docs/results.md, "A sixth labels candidate"; they join
+        (:func:`labels.revise_decision`; docs/results.md, "A sixth labels candidate"; they join
         the pool only where :attr:`labels_join_pool`).
         """
         params = self._params(epsilon, lam, method)
@@ -218,19 +219,19 @@ class Router:
                                self.effective_costs(costs), params)
         if evidence is None or not LABEL_EVIDENCE:
             return decision
-        return rel.with_label_posterior(decision, self.models, self.errors, *evidence, params,
+        return label_evidence.revise_decision(decision, self.models, self.errors, *evidence, params,
                                         self.effective_costs(costs))
 
     def revise_on_labels(self, decision: Decision, labelled: LabelledSamples, epsilon: float | None = None,
                          lam: float | None = None, costs: np.ndarray | None = None) -> Decision | None:
         """A task's final paper-method decision once labelled prompts arrive after it was made: each
         model's posterior accuracy from its S3 and the labels, against the current pick
-        (:func:`reliability.with_label_posterior`, the labels path :meth:`decide` takes for a task not yet
+        (:func:`labels.revise_decision`, the labels path :meth:`decide` takes for a task not yet
         final). None where the labels leave the pick where it is (or the decision has no S3)."""
         if not LABEL_EVIDENCE or not len(labelled) or not decision.s3 or decision.expected:
             return None  # the calibrated method's decisions weigh labels by their own posterior (decide)
         params = self._params(epsilon, lam, "paper")
-        new = rel.with_label_posterior(decision, self.models, self.errors, *labelled.outcomes(), params,
+        new = label_evidence.revise_decision(decision, self.models, self.errors, *labelled.outcomes(), params,
                                        self.effective_costs(costs))
         return None if new.model == decision.model else new
 

@@ -103,7 +103,7 @@ def test_labelled_samples_are_the_tasks_evidence(gateway, bench, router):
     assert labelled["s3"] == pytest.approx(plain["s3"])  # the labels did not join the pool
     assert labelled["model"] == target and labelled["method"] == "labels"
     assert labelled["evidence"]["to"] == target and labelled["evidence"]["outcomes"][target] == len(prompts)
-    assert labelled["evidence"]["rule"] == "labels"  # the per-model posterior (reliability.with_label_posterior)
+    assert labelled["evidence"]["rule"] == "labels"  # the per-model posterior (router_core.labels)
 
 
 def test_labels_after_the_final_decision_revise_it(gateway, bench, router):

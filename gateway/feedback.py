@@ -25,14 +25,14 @@ import random
 import re
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from router_core import coverage as cov
 from router_core import feedback as fb
 from router_core.decision import Decision
-from router_core.router import Router
+from router_core.router import LabelledSamples, Router
 
 from . import metrics
 from .config import FeedbackSettings
@@ -235,25 +235,34 @@ class Feedback:
                  current.model, new_model, rev.rule, rev.prob)
         return new
 
-    async def revise_on_labels(self, task: str) -> Decision | None:
-        """The task's final decision (the router section's knobs) revised by its labelled samples, when
-        they arrive after it was made and another model now clearly leads (router_core decides:
-        ``Router.revise_on_labels``); None where nothing changed or another process revised it first.
-        Replaced by compare-and-set and entered in the task's history, like an outcome revision."""
-        variant = ""  # the router section's knobs (gateway.knobs.Knobs.variant)
-        record = await self.store.final_record(task, variant)
+    async def revise_on_labels(self, task: str, knobs: Sequence[Knobs] = ()) -> Decision | None:
+        """The task's final decisions, the router section's and those of ``knobs`` (the aliases'),
+        revised by its labelled samples when they arrive after a decision was made and another model now
+        clearly leads under that decision's knobs (router_core decides: ``Router.revise_on_labels``). Each
+        is replaced by compare-and-set and entered in its history, like an outcome revision. Returns the
+        router section's revised decision, None where it did not change (or another process revised it)."""
         labelled = await self.store.store.labelled(task)
-        if record is None or labelled is None:
+        if labelled is None:
+            return None
+        by_variant = {k.variant(self.default): k for k in (*knobs, self.default)}
+        revised = {v: await self._revise_on_labels(task, v, k, labelled) for v, k in sorted(by_variant.items())}
+        return revised.get("")
+
+    async def _revise_on_labels(self, task: str, variant: str, knobs: Knobs,
+                                labelled: LabelledSamples) -> Decision | None:
+        record = await self.store.final_record(task, variant)
+        if record is None:
             return None
         current = Decision.from_dict(record["decision"])
-        new = self.learned.revise_on_labels(current, labelled, self.default.epsilon, self.default.lam, self.costs)
+        new = self.learned.revise_on_labels(current, labelled, knobs.epsilon, knobs.lam, self.costs)
         if new is None:
             return None
         new = replace(new, revision=current.revision + 1)
         if not await self.store.revise(task, variant, record, new, new.evidence):
             return None
         metrics.REVISIONS.labels(current.model, new.model).inc()
-        log.info("task %s: decision revised from %s to %s by its labelled samples", task, current.model, new.model)
+        log.info("task %s: decision%s revised from %s to %s by its labelled samples", task,
+                 f" ({variant})" if variant else "", current.model, new.model)
         return new
 
     async def _update_coverage(self, task: str, decision: Decision, outcomes: Outcomes) -> None:

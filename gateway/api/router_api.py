@@ -107,8 +107,8 @@ async def add_samples(task_id: str, body: SamplesRequest, rt: Runtime = Depends(
     try:
         choice, folded, kept = await rt.task_router.add_samples(
             task_id, [s.prompt for s in body.samples], [s.labels for s in body.samples])
-        if kept and choice is not None and choice.source in ("cached", "revised"):  # labels after the final decision
-            revised = await rt.feedback.revise_on_labels(task_id)
+        if kept and choice is not None:  # new labels: final decisions made before them are weighed again
+            revised = await rt.feedback.revise_on_labels(task_id, list(rt.task_router.aliases.values()))
             if revised is not None:
                 choice = replace(choice, decision=revised, source="revised")
     except StoreUnavailable as exc:

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from gateway_support import AUTH, MIN_SAMPLES, TASKS, chat, offline_decision, send
+from gateway_support import AUTH, MIN_SAMPLES, TASKS, ThreadGateway, chat, make_config, offline_decision, post, send
 
 
 
@@ -146,6 +146,40 @@ def test_labels_after_the_final_decision_revise_it(gateway, bench, router):
                    json={"model": "router", "messages": [{"role": "user", "content": prompts[0]}]})
     assert r.status_code == 200, r.text
     assert r.headers["x-router-decision"] == "revised" and r.headers["x-router-model"] == target
+
+
+def test_late_labels_revise_every_alias_decision(router_dir, router, bench, upstream, redis_url, encoder):
+    """An alias with its own knobs keeps its own final decision; labels that arrive after it was made
+    revise it too (under its knobs), next to the router section's."""
+    cfg = make_config(router_dir, router.models, upstream.url, redis_url)
+    cfg["router"]["aliases"] = ["router", {"name": "router-eco", "epsilon": 0.1}]
+    gw = ThreadGateway(cfg, encoder).start()
+    try:
+        tid = f"late-labels-eco-{uuid.uuid4().hex[:8]}"
+        prompts = bench.held_out["mbpp"][:24]
+        r = httpx.post(f"{gw.url}/v1/router/tasks/{tid}/samples", headers=AUTH,
+                       json={"samples": [{"prompt": p} for p in prompts[:12]]})
+        assert r.status_code == 200, r.text
+        r = post(gw.url, {"model": "router-eco", "messages": chat(prompts[0])}, {"x-task-id": tid})
+        assert r.status_code == 200 and r.headers["x-router-decision"] == "final"  # the eco variant's own
+
+        def decision(alias):
+            return httpx.get(f"{gw.url}/v1/router/tasks/{tid}?model={alias}", headers=AUTH).json()["decision"]
+
+        before = {a: decision(a) for a in ("router", "router-eco")}
+        target = before["router"]["ranking"][-1]
+        labels = {m: (1.0 if m == target else 0.0) for m in router.models}
+        r = httpx.post(f"{gw.url}/v1/router/tasks/{tid}/samples", headers=AUTH,
+                       json={"samples": [{"prompt": p, "labels": labels} for p in prompts]})
+        assert r.status_code == 200, r.text
+        for alias in ("router", "router-eco"):
+            after = decision(alias)
+            assert after["model"] == target and after["method"] == "labels", (alias, before[alias], after)
+            assert after["evidence"]["rule"] == "labels"
+        r = post(gw.url, {"model": "router-eco", "messages": chat(prompts[1])}, {"x-task-id": tid})
+        assert r.headers["x-router-decision"] == "revised" and r.headers["x-router-model"] == target
+    finally:
+        gw.stop()
 
 
 @pytest.mark.parametrize("body,param", [

@@ -226,13 +226,11 @@ class Feedback:
             return None
         new_model = self.models[rev.model]
         rest = [self.models[int(i)] for i in np.argsort(-rev.mean, kind="stable") if int(i) != rev.model]
-        new = replace(current, model=new_model, ranking=[new_model, *rest], revision=current.revision + 1)
-        if not await self.store.revise(task, variant, record, new, rev.evidence(self.models)):
-            return None  # another process revised it first
-        await self._update_coverage(task, new, outcomes)
-        metrics.REVISIONS.labels(current.model, new_model).inc()
-        log.info("task %s: decision revised from %s to %s on its outcomes (%s rule, P=%.3f)", task,
-                 current.model, new_model, rev.rule, rev.prob)
+        new = await self._commit(task, variant, record, current, replace(current, model=new_model,
+                                                                         ranking=[new_model, *rest]),
+                                 rev.evidence(self.models), f"on its outcomes ({rev.rule} rule, P={rev.prob:.3f})")
+        if new is not None:
+            await self._update_coverage(task, new, outcomes)
         return new
 
     async def revise_on_labels(self, task: str, knobs: Sequence[Knobs] = ()) -> Decision | None:
@@ -257,12 +255,19 @@ class Feedback:
         new = self.learned.revise_on_labels(current, labelled, knobs.epsilon, knobs.lam, self.costs)
         if new is None:
             return None
+        return await self._commit(task, variant, record, current, new, new.evidence, "by its labelled samples")
+
+    async def _commit(self, task: str, variant: str, record: dict[str, Any], current: Decision, new: Decision,
+                      evidence: dict[str, Any], why: str) -> Decision | None:
+        """Replace the final ``record`` of ``variant`` (``current``, decoded) by ``new`` with its revision
+        count one up, unless another process revised it first (then None); count and log it, and return
+        what was stored."""
         new = replace(new, revision=current.revision + 1)
-        if not await self.store.revise(task, variant, record, new, new.evidence):
+        if not await self.store.revise(task, variant, record, new, evidence):
             return None
         metrics.REVISIONS.labels(current.model, new.model).inc()
-        log.info("task %s: decision%s revised from %s to %s by its labelled samples", task,
-                 f" ({variant})" if variant else "", current.model, new.model)
+        log.info("task %s: decision%s revised from %s to %s %s", task, f" ({variant})" if variant else "",
+                 current.model, new.model, why)
         return new
 
     async def _update_coverage(self, task: str, decision: Decision, outcomes: Outcomes) -> None:

@@ -156,19 +156,22 @@ def default_calibrations(data: BenchmarkData, vectors: np.ndarray, params: Routi
                 "calibrated_full": cal.fit(x, feats.accuracy, params.features, strengths=(1.0,), rows=rows)}
         usable = rows & (sizes > 0)
         eta = selfcheck.inner_eta(feats, sizes, usable, params.bandwidth, params.draws, params.seed)
-        errors = rel.fit_error_model(feats.u, feats.p, feats.s2, feats.accuracy, usable, params.bandwidth)
-        out.append(Nested(fits, feats.u, feats.p, eta, errors, **_better_p(feats, b, usable, params.bandwidth),
-                          prior=rel.record_prior(feats.accuracy[usable]) if usable.sum() >= 3 else None))
+        hats = rel.held_out_p_hat(feats.u, feats.p, usable, params.bandwidth)  # each training task's p_hat
+        errors = rel.fit_error_model(feats.u, feats.p, feats.s2, feats.accuracy, usable, params.bandwidth, hats)
+        out.append(Nested(fits, feats.u, feats.p, eta, errors, **_measured(feats, b, usable, hats, params.bandwidth)))
     return out
 
 
-def _better_p(feats: loto.TaskFeatures, b: int, usable: np.ndarray, bandwidth: float) -> dict[str, Any]:
-    """The held-out task b's local and combined p estimates in a pool without b, each with the spread
-    over models of accuracy - S3 that it gives on the usable training tasks (``rel.measured_score_sd``)."""
+def _measured(feats: loto.TaskFeatures, b: int, usable: np.ndarray, hats: np.ndarray,
+              bandwidth: float) -> dict[str, Any]:
+    """What the later candidates read in a pool without b, measured on its usable training tasks (at
+    least three, else nothing: the candidates then take the paper's decision): b's local and combined p
+    estimates, each with the spread over models of accuracy - S3 it gives (``rel.measured_score_sd``),
+    and the training record's prior (``rel.record_prior``). ``hats``: each training task's p_hat."""
     t = np.flatnonzero(usable)
     if len(t) < 3:
         return {}
-    hat_train = rel.held_out_p_hat(feats.u, feats.p, usable, bandwidth)[t]
+    hat_train = hats[t]
     loc_train = feats.p_local[t]
     w = rel.combination_weight(feats.p[t] - hat_train, feats.p[t] - loc_train)
     comb_train = w * hat_train + (1.0 - w) * loc_train
@@ -178,7 +181,7 @@ def _better_p(feats: loto.TaskFeatures, b: int, usable: np.ndarray, bandwidth: f
             "local_sd": rel.measured_score_sd(sc.s3_from_s2(s2, loc_train), acc),
             "p_combined": w * hat_b + (1.0 - w) * feats.p_local[b],
             "combined_sd": rel.measured_score_sd(sc.s3_from_s2(s2, comb_train), acc),
-            "combined_w": w}
+            "combined_w": w, "prior": rel.record_prior(feats.accuracy[t])}
 
 
 def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.ndarray,

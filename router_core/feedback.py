@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import calibration as cal
+from . import scores as sc
 from .decision import Decision
 
 Array = NDArray[np.float64]
@@ -96,7 +97,7 @@ def prob_better(mean: Array, cov: Array, other: int, current: int, margin: float
     diff = mean[other] - mean[current] - margin
     if var <= 1e-12:
         return 1.0 if diff > 0 else 0.0
-    return 0.5 * (1.0 + math.erf(diff / math.sqrt(2.0 * var)))
+    return sc.normal_cdf(diff / math.sqrt(var))
 
 
 @dataclass(frozen=True)

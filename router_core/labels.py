@@ -60,7 +60,7 @@ def revision(s3: Array, correct: Array, counted: Array, score_sd: float, current
     if pick == current:
         return None
     z = (float(mu[pick]) - float(mu[current])) / math.sqrt(float(tau[pick]) ** 2 + float(tau[current]) ** 2)
-    prob = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    prob = sc.normal_cdf(z)
     if prob < eta:
         return None
     return fb.Revision(pick, current, prob, mu, np.asarray(counted, dtype=np.float64), rule="labels")

@@ -67,18 +67,19 @@ DEFAULT_ERRORS = ErrorModel(shared_sd=0.05, own_sd=0.05, identity_sd=0.03, score
 
 
 def fit_error_model(u: Array, p: Array, s2: Array, accuracy: Array, usable: NDArray[np.bool_],
-                    bandwidth: float = sc.BANDWIDTH) -> ErrorModel:
+                    bandwidth: float = sc.BANDWIDTH, p_hats: Array | None = None) -> ErrorModel:
     """The spreads, from the usable tasks' held-out scores ((D,) u, (D, M) p, S2 and accuracy).
 
     Each usable task's p_hat comes from the *other* usable tasks (as a new task's would); its error
     r(d, m) = p(d, m) - p_hat(d, m) is split into the task's mean over models (shared: its RMS over
     tasks, less what the own part contributes to a mean of M) and the rest (own, with the M/(M-1)
-    correction of a variance about a sample mean).
+    correction of a variance about a sample mean). ``p_hats``: :func:`held_out_p_hat` of the same
+    arguments, where the caller has it already.
     """
     tasks = np.flatnonzero(usable)
     if len(tasks) < 3:
         return DEFAULT_ERRORS
-    p_hats = held_out_p_hat(u, p, usable, bandwidth)[tasks]
+    p_hats = (held_out_p_hat(u, p, usable, bandwidth) if p_hats is None else p_hats)[tasks]
     score_sd = measured_score_sd(sc.s3_from_s2(s2[tasks], p_hats), accuracy[tasks])
     r = np.asarray(p[tasks], dtype=np.float64) - p_hats  # (T, M), NaN where a model has no labels on a task
     count = (~np.isnan(r)).sum(axis=1)
@@ -153,7 +154,7 @@ def uncertain_pick(s3: Array, argmax: int, bma: int, score_sd: float, eta: float
     if argmax == bma:
         return bma, None
     z = (float(s3[argmax]) - float(s3[bma])) / (math.sqrt(2.0) * max(score_sd, MIN_SD))
-    prob = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    prob = sc.normal_cdf(z)
     return (argmax if prob >= eta else bma), prob
 
 
@@ -190,7 +191,7 @@ def posterior_pick(s3: Array, prior_mean: Array, prior_sd: float, score_sd: floa
     pick = int(np.nanargmax(mu))
     tau = math.sqrt(1.0 / (w_prior + w_s3))
     z = (float(mu[pick]) - float(mu[bma])) / (math.sqrt(2.0) * tau)
-    return pick if 0.5 * (1.0 + math.erf(z / math.sqrt(2.0))) >= eta else bma
+    return pick if sc.normal_cdf(z) >= eta else bma
 
 
 def posterior_p(p_hat: Array, s2: Array, errors: ErrorModel, correct: Array,

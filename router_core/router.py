@@ -220,7 +220,7 @@ class Router:
         if evidence is None or not LABEL_EVIDENCE:
             return decision
         return label_evidence.revise_decision(decision, self.models, self.errors, *evidence, params,
-                                        self.effective_costs(costs))
+                                              self.effective_costs(costs))
 
     def revise_on_labels(self, decision: Decision, labelled: LabelledSamples, epsilon: float | None = None,
                          lam: float | None = None, costs: np.ndarray | None = None) -> Decision | None:
@@ -232,7 +232,7 @@ class Router:
             return None  # the calibrated method's decisions weigh labels by their own posterior (decide)
         params = self._params(epsilon, lam, "paper")
         new = label_evidence.revise_decision(decision, self.models, self.errors, *labelled.outcomes(), params,
-                                       self.effective_costs(costs))
+                                             self.effective_costs(costs))
         return None if new.model == decision.model else new
 
     def revise_on_reliability(self, decision: Decision, correct: np.ndarray, counted: np.ndarray,

@@ -6,6 +6,7 @@ Nothing here embeds, searches or reads files, so every function can be checked b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import cast
 
@@ -123,6 +124,11 @@ def best_on_average(task_accuracy: np.ndarray) -> int:
     with np.errstate(invalid="ignore"):
         means = np.nanmean(task_accuracy, axis=0)
     return int(np.nanargmax(means))
+
+
+def normal_cdf(z: float) -> float:
+    """Phi(z), the standard normal CDF: the probability tests of the decision rules."""
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
 
 
 def prob_beats(n: int, n_pos_a: float, p_a: float, n_pos_b: float, p_b: float,

@@ -36,8 +36,11 @@ DEFAULT_SIGMA = 0.05  # per-model prior std where a decision comes without a cal
 # (revise, below: the posterior over accuracies alone), "reliability_to_bma" (the outcomes first
 # measure the predictors' accuracy p and re-make the paper's decision, router_core.reliability, which
 # may only undo a departure from BMA; then the outcome rule), "reliability" (the same, in either
-# direction); the default is the one the rule chose
-POLICIES = ("outcome", "reliability_to_bma", "reliability")
+# direction), "agreement_to_bma" (reliability_to_bma with p measured by how often the served prompts'
+# own predictions agreed with their outcomes, where those predictions are known); the default is the
+# one the rule chose
+POLICIES = ("outcome", "reliability_to_bma", "reliability", "agreement_to_bma")
+TO_BMA_ONLY = ("reliability_to_bma", "agreement_to_bma")  # the policies whose p step may only undo a departure
 DEFAULT_POLICY = "reliability_to_bma"
 
 

@@ -195,13 +195,19 @@ def posterior_pick(s3: Array, prior_mean: Array, prior_sd: float, score_sd: floa
 
 
 def posterior_p(p_hat: Array, s2: Array, errors: ErrorModel, correct: Array,
-                counted: Array) -> tuple[Array, Array]:
+                counted: Array, agree: Array | None = None, judged: Array | None = None) -> tuple[Array, Array]:
     """The task's p per model given outcomes (``correct`` of ``counted`` per model): mean and covariance.
 
     Prior: p ~ N(p_hat, shared_sd^2 11' + own_sd^2 I). Each model j with outcomes gives one
     observation c_j/n_j - (1 - S2_j) = (2 S2_j - 1) p_j + e_j, with var(e_j) the binomial variance of
     c_j/n_j (at the prior's predicted accuracy) plus identity_sd^2. A model whose S2 is 0.5 says
     nothing about p (its accuracy does not depend on it), and the update knows that.
+
+    ``agree`` of ``judged`` (per model; policy ``agreement_to_bma``): outcomes whose prompt's thresholded
+    prediction is known, and how far each agreed with it (y where gbar = 1, 1 - y where gbar = 0). That is
+    p measured by its definition: a model with judged outcomes is observed as agree/judged = p + e,
+    var(e) the binomial variance at p_hat (clipped to [0.02, 0.98]), no identity term; the others keep
+    the accuracy observation.
     """
     p_hat = np.asarray(p_hat, dtype=np.float64)
     s2 = np.asarray(s2, dtype=np.float64)
@@ -213,11 +219,19 @@ def posterior_p(p_hat: Array, s2: Array, errors: ErrorModel, correct: Array,
     if not len(obs):
         return p_hat.copy(), prior_cov
     slope = 2.0 * s2[obs] - 1.0
-    H = np.zeros((len(obs), M))
-    H[np.arange(len(obs)), obs] = slope
     predicted = np.clip((1.0 - s2[obs]) + slope * p_hat[obs], 0.02, 0.98)
     noise = predicted * (1.0 - predicted) / counted[obs] + errors.identity_sd ** 2
     innovation = correct[obs] / counted[obs] - (1.0 - s2[obs]) - slope * p_hat[obs]
+    if agree is not None and judged is not None:  # p observed directly where predictions are known
+        k = np.asarray(judged, dtype=np.float64)[obs]
+        direct = k > 0
+        k_safe = np.where(direct, k, 1.0)
+        at = np.clip(p_hat[obs], 0.02, 0.98)
+        slope = np.where(direct, 1.0, slope)
+        noise = np.where(direct, at * (1.0 - at) / k_safe, noise)
+        innovation = np.where(direct, np.asarray(agree, dtype=np.float64)[obs] / k_safe - p_hat[obs], innovation)
+    H = np.zeros((len(obs), M))
+    H[np.arange(len(obs)), obs] = slope
     S = H @ prior_cov @ H.T + np.diag(noise)
     gain = np.linalg.solve(S, H @ prior_cov).T  # prior_cov H' S^-1 (S and prior_cov symmetric)
     mean = np.clip(p_hat + gain @ innovation, 0.0, 1.0)
@@ -227,7 +241,8 @@ def posterior_p(p_hat: Array, s2: Array, errors: ErrorModel, correct: Array,
 def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: ErrorModel, correct: Array,
            counted: Array, revisions: int, min_outcomes: int, max_revisions: int,
            params: RoutingParams | None = None, costs: Array | None = None,
-           to_bma_only: bool = False) -> fb.Revision | None:
+           to_bma_only: bool = False, agree: Array | None = None, judged: Array | None = None
+           ) -> fb.Revision | None:
     """The paper's decision (:func:`decision.paper_pick`, under ``params``' cost knobs and eta) re-made
     with the posterior p, when it differs from ``served``.
 
@@ -238,13 +253,13 @@ def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: Error
     Returns the revision (rule ``reliability``; ``mean``: S3 under the posterior p; ``prob``: P(new pick
     beats BMA), or for a return to BMA P(the served model does not)), or None: a decision already
     revised, too few outcomes of the served model, no revision allowed (``max_revisions`` 0), the
-    same pick, or (``to_bma_only``) a pick other than BMA.
+    same pick, or (``to_bma_only``) a pick other than BMA. ``agree`` / ``judged``: :func:`posterior_p`'s.
     """
     params = params or RoutingParams(method="paper")
     counted = np.asarray(counted, dtype=np.float64)
     if revisions > 0 or max_revisions < 1 or counted[served] < min_outcomes:
         return None
-    p, _ = posterior_p(p_hat, s2, errors, correct, counted)
+    p, _ = posterior_p(p_hat, s2, errors, correct, counted, agree, judged)
     s2 = np.asarray(s2, dtype=np.float64)
     n_pos = s2 * n
     s3 = sc.s3_from_s2(s2, p)
@@ -259,11 +274,12 @@ def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: Error
 
 
 def revise_decision(decision: Decision, models: Sequence[str], errors: ErrorModel, correct: Array, counted: Array,
-                    fparams: fb.FeedbackParams, routing: RoutingParams, costs: Array | None = None
-                    ) -> fb.Revision | None:
+                    fparams: fb.FeedbackParams, routing: RoutingParams, costs: Array | None = None,
+                    agree: Array | None = None, judged: Array | None = None) -> fb.Revision | None:
     """:func:`revise` on a decision record (outcomes per model in ``models`` order) under the policy of
     ``fparams``; None for the ``outcome`` policy, a decision that is not the paper's S3 (or its
-    fallback) or was already revised, or evidence that leaves the pick where it is."""
+    fallback) or was already revised, or evidence that leaves the pick where it is. ``agree`` /
+    ``judged`` (the outcomes' agreement with their predictions) count only under ``agreement_to_bma``."""
     if fparams.policy == "outcome" or decision.method not in ("S3", "BMA-fallback") or decision.bma is None:
         return None
     models = list(models)
@@ -272,9 +288,11 @@ def revise_decision(decision: Decision, models: Sequence[str], errors: ErrorMode
         return None
     s2 = np.array([decision.s2[m] for m in models])
     p_hat = np.array([decision.p_hat[m] for m in models])
+    direct = fparams.policy == "agreement_to_bma"
     return revise(decision.n, s2, p_hat, models.index(decision.bma), models.index(decision.model), errors, correct,
                   counted, decision.revision, fparams.min_outcomes, fparams.max_revisions, routing, costs,
-                  to_bma_only=fparams.policy == "reliability_to_bma")
+                  to_bma_only=fparams.policy in fb.TO_BMA_ONLY, agree=agree if direct else None,
+                  judged=judged if direct else None)
 
 
 def with_label_evidence(decision: Decision, models: Sequence[str], errors: ErrorModel,

@@ -13,7 +13,9 @@ model per task are scored on the same streams.
 ``policy`` says how outcomes revise a decision (docs/results.md, "Feedback that measures the
 predictors"): ``outcome`` (:func:`feedback.revise`: the posterior over accuracies), ``reliability``
 (:func:`reliability.revise`: the outcomes measure the predictors' accuracy p and re-make the paper's
-decision, then the outcome rule) and ``reliability_to_bma`` (the same, revising only back to BMA).
+decision, then the outcome rule), ``reliability_to_bma`` (the same, revising only back to BMA) and
+``agreement_to_bma`` (that, with p measured by the fed-back answers' agreement with their prompts'
+predictions: every fed-back answer here carries its prompt's prediction).
 
 By default the static decision is the one made from all the task's prompts (the evaluation's
 decision), served from the first prompt on. With ``min_samples`` the gateway's phases are replayed
@@ -34,13 +36,15 @@ from . import evaluate as ev
 from . import feedback as fb
 from . import loto
 from . import reliability as rel
+from . import scores as sc
 from .data import BenchmarkData
 from .decision import Decision, RoutingParams, decide_task
 from .state import TaskAggregates
 
 
-#: a reviser: (served model, correct and counted outcomes per model, revisions so far) -> a revision or None
-Reviser = Callable[[int, np.ndarray, np.ndarray, int], "fb.Revision | None"]
+#: a reviser: (served model, correct and counted outcomes per model, revisions so far, and per model the
+#: outcomes' agreement with their prompts' predictions and how many had one) -> a revision or None
+Reviser = Callable[[int, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray], "fb.Revision | None"]
 
 
 @dataclass
@@ -78,19 +82,24 @@ class TaskReplay:
 
 def outcome_reviser(belief: fb.Belief, fparams: fb.FeedbackParams) -> Reviser:
     """The outcome rule alone (:func:`feedback.revise`)."""
-    def revise(served: int, correct: np.ndarray, counted: np.ndarray, revisions: int) -> fb.Revision | None:
+    def revise(served: int, correct: np.ndarray, counted: np.ndarray, revisions: int, agree: np.ndarray,
+               judged: np.ndarray) -> fb.Revision | None:
         return fb.revise(belief, served, correct, counted, revisions, fparams)
     return revise
 
 
 def reliability_reviser(n: int, s2: np.ndarray, p_hat: np.ndarray, bma: int, errors: rel.ErrorModel,
                         belief: fb.Belief, fparams: fb.FeedbackParams, params: RoutingParams,
-                        costs: np.ndarray | None, to_bma_only: bool) -> Reviser:
+                        costs: np.ndarray | None) -> Reviser:
     """The paper's decision (from ``n`` prompts: ``s2``, ``p_hat``) re-made with p measured by the
-    outcomes, then the outcome rule."""
-    def revise(served: int, correct: np.ndarray, counted: np.ndarray, revisions: int) -> fb.Revision | None:
+    outcomes (under ``fparams.policy``), then the outcome rule."""
+    direct = fparams.policy == "agreement_to_bma"
+
+    def revise(served: int, correct: np.ndarray, counted: np.ndarray, revisions: int, agree: np.ndarray,
+               judged: np.ndarray) -> fb.Revision | None:
         return (rel.revise(n, s2, p_hat, bma, served, errors, correct, counted, revisions, fparams.min_outcomes,
-                           fparams.max_revisions, params, costs, to_bma_only)
+                           fparams.max_revisions, params, costs, fparams.policy in fb.TO_BMA_ONLY,
+                           agree if direct else None, judged if direct else None)
                 or fb.revise(belief, served, correct, counted, revisions, fparams))
     return revise
 
@@ -113,14 +122,16 @@ def staged(rows: np.ndarray, table: loto.LotoTable, models: list[str], train: np
 def replay_task(labels: np.ndarray, belief: fb.Belief, static: int, bma: int, oracle: int, rate: float,
                 fparams: fb.FeedbackParams, rng: np.random.Generator, models: list[str], task: str,
                 reviser: Reviser | None = None, order: np.ndarray | None = None,
-                provisional: Sequence[int] = ()) -> TaskReplay:
+                provisional: Sequence[int] = (), g: np.ndarray | None = None) -> TaskReplay:
     """Serve ``labels``' rows (N, M) in a random order (or ``order``) with feedback; score every policy
     on that stream. ``provisional``: the picks that serve the stream's first prompts before ``static``
-    is final (outcomes of those answers count; only a final decision is revised or explored)."""
+    is final (outcomes of those answers count; only a final decision is revised or explored). ``g``:
+    the rows' predictions (N, M), whose agreement with each fed-back outcome is counted too."""
     reviser = reviser or outcome_reviser(belief, fparams)
     order = rng.permutation(len(labels)) if order is None else order
     M = labels.shape[1]
     correct, counted = np.zeros(M), np.zeros(M)
+    agree, judged = np.zeros(M), np.zeros(M)
     served, revisions, explored = static, 0, 0
     right = answered = 0.0
     history: list[dict[str, Any]] = []
@@ -140,7 +151,10 @@ def replay_task(labels: np.ndarray, belief: fb.Belief, static: int, bma: int, or
             continue
         correct[model] += float(y)
         counted[model] += 1
-        rev = reviser(served, correct, counted, revisions) if final else None
+        if g is not None:
+            agree[model] += float(sc.agreement(g[i, model], y))
+            judged[model] += 1
+        rev = reviser(served, correct, counted, revisions, agree, judged) if final else None
         if rev is not None:
             history.append({"at": step, **rev.evidence(models)})
             served, revisions = rev.model, revisions + 1
@@ -195,10 +209,9 @@ def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, 
                 s2, p_hat, prior = (np.array([v[m] for m in models]) for v in (final.s2, final.p_hat, final.s3))
             belief = fb.Belief.of_expected(prior, calibration)
             reviser = outcome_reviser(belief, fparams) if policy == "outcome" else reliability_reviser(
-                n, s2, p_hat, bma, prep.nested[d].errors, belief, fparams, params, costs,
-                policy == "reliability_to_bma")
+                n, s2, p_hat, bma, prep.nested[d].errors, belief, fparams, params, costs)
             run.append(replay_task(data.labels[rows], belief, static, bma, h.picks["Oracle"], rate, fparams, rng,
-                                   models, h.task, reviser, order, provisional))
+                                   models, h.task, reviser, order, provisional, table.g[rows]))
         runs.append(run)
         if progress:
             progress(f"repeat {r + 1}/{repeats} done")

@@ -46,6 +46,13 @@ def threshold(g: np.ndarray) -> np.ndarray:
     return (g > 0.5).astype(np.float64)
 
 
+def agreement(g: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
+    """How far an outcome y in [0, 1] agrees with the thresholded prediction gbar(g): y where gbar is 1,
+    1 - y where it is 0 (for labels, whether the predictor was right: p's summand)."""
+    y = np.asarray(y, dtype=np.float64)
+    return np.where(threshold(np.asarray(g, dtype=np.float64)) > 0, y, 1.0 - y)
+
+
 def s1(g: np.ndarray) -> np.ndarray:
     """S1(m) = mean_i g_m(x_i)."""
     return cast(np.ndarray, g.mean(axis=0))

@@ -97,7 +97,7 @@ def test_provisional_picks_serve_the_first_prompts_and_are_never_revised():
     # revised, and never before it exists (a reviser that revises whenever asked shows when it is asked)
     asked: list[int] = []
 
-    def eager(served, correct, counted, revisions):
+    def eager(served, correct, counted, revisions, agree, judged):
         asked.append(int(counted.sum()))
         return None
 

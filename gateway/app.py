@@ -120,7 +120,8 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
                                         settings.pending_ttl_s)
         task_router = TaskRouter(router, enc, store, settings, config_costs(config, router.models), traces,
                                  batcher_of(config, enc))
-        feedback = Feedback(router, store, config.feedback, task_router.default, task_router.costs)
+        feedback = Feedback(router, store, config.feedback, task_router.default, task_router.costs,
+                            predict=task_router.predictions)
         app.state.runtime = Runtime(config, router, store, task_router, Forwarder(config, traces), feedback, traces)
         metrics.ROUTER_INFO.labels(router.version, str(len(router.models))).set(1)
         if not await store.ping():

@@ -25,7 +25,7 @@ import random
 import re
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from router_core import coverage as cov
 from router_core import feedback as fb
 from router_core.decision import Decision
 from router_core.router import LabelledSamples, Router
+from router_core.scores import threshold
 
 from . import metrics
 from .config import FeedbackSettings
@@ -88,11 +89,16 @@ class Result:
         return out
 
 
+#: a prompt's predictions, one per model column (the task router's embedding and kNN)
+Predict = Callable[[str], Awaitable[np.ndarray]]
+
+
 class Feedback:
     """Request records, feedback and revisions for one router artifact."""
 
     def __init__(self, learned: Router, store: RedisTaskStore, settings: FeedbackSettings, default: Knobs,
-                 costs: np.ndarray | None = None, rng: random.Random | None = None) -> None:
+                 costs: np.ndarray | None = None, rng: random.Random | None = None,
+                 predict: Predict | None = None) -> None:
         self.learned = learned
         self.costs = learned.effective_costs(costs)  # what the cost knobs weigh (TaskRouter.costs, else the artifact's)
         self.default = default  # the router section's knobs: a choice's variant is named against them
@@ -101,6 +107,9 @@ class Feedback:
         self.params = params_of(settings)
         self.store = FeedbackStore(store, settings.ttl_s)
         self.rng = rng or random.Random()
+        # policy agreement_to_bma weighs each outcome's agreement with its prompt's prediction; a request
+        # served after its task's decision was final was not embedded, so its kept prompt is, on feedback
+        self.predict = predict if settings.policy == "agreement_to_bma" and settings.store_prompts else None
 
     # -- the request path -------------------------------------------------------------------
     async def begin(self, choice: Choice, task_id: str | None) -> Choice:
@@ -160,7 +169,7 @@ class Feedback:
             raise not_found(request_id, "is not a request ID of a task (only requests with a task ID "
                                         "can be fed back)")
         rid, task = parsed
-        counted = await self.store.add(task, rid, score)
+        counted = await self.store.add(task, rid, score, await self._predicted(task, rid))
         metrics.FEEDBACK.labels(counted.status).inc()
         if counted.status == "unknown" or counted.outcomes is None:
             raise not_found(request_id, f"is unknown or expired (records are kept {self.settings.ttl_s} s) "
@@ -169,6 +178,23 @@ class Feedback:
         if counted.status == "counted":
             revised = await self.revise(task, counted, counted.outcomes)
         return Result(request_id, counted.status, task, self.models[counted.model], revised)
+
+    async def _predicted(self, task: str, rid: str) -> int | None:
+        """The served model's thresholded prediction for a request recorded without one, from its kept
+        prompt (policy ``agreement_to_bma`` with ``store_prompts``); None where there is none to make or
+        the encoder fails (the outcome still counts, without its agreement)."""
+        if self.predict is None:
+            return None
+        found = await self.store.unjudged_prompt(task, rid)
+        if found is None:
+            return None
+        model, prompt = found
+        try:
+            g = await self.predict(prompt)
+        except Exception as exc:  # an embedding failure must not lose the outcome
+            log.warning("request %s.%s: its prompt could not be embedded for feedback: %s", rid, task, exc)
+            return None
+        return int(threshold(np.asarray(g, dtype=np.float64))[model])
 
     # -- coverage -----------------------------------------------------------------------------
     def coverage_of(self, decision: Decision, outcomes: Outcomes | None = None) -> cov.Coverage | None:
@@ -213,7 +239,8 @@ class Feedback:
         served = self.models.index(current.model)
         # first the outcomes as a measure of the predictors (feedback.policy), then as a posterior over accuracies
         rev = self.learned.revise_on_reliability(current, outcomes.correct, outcomes.counted, self.params,
-                                                 knobs.epsilon, knobs.lam, self.costs)
+                                                 knobs.epsilon, knobs.lam, self.costs, outcomes.agree,
+                                                 outcomes.judged)
         if rev is None:
             extra = fb.cost_margins(self.costs, served, knobs.epsilon, knobs.lam)
             belief = self._belief(current)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from router_core.decision import Decision
+from router_core.scores import threshold
 
 from .task_store import RedisTaskStore
 
@@ -48,18 +49,28 @@ return 1
 """
 
 # KEYS[1] request record, KEYS[2] the task's outcome counts, KEYS[3] its generation; ARGV: score,
-# counts TTL. Returns the status, the record's fields (m, v, e, l: what the revision needs) and the
-# task's counts after it. A record of an older generation is of a deleted task: unknown.
+# counts TTL, the served model's thresholded prediction where the record has none ('' if unknown).
+# Returns the status, the record's fields (m, v, e, l: what the revision needs; h) and the task's
+# counts after it. A record of an older generation is of a deleted task: unknown. Where the prediction
+# is known, the outcome's agreement with it (the score where it is 1, 1 - score where 0) counts too.
 ADD_OUTCOME = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
 if (redis.call('HGET', KEYS[1], 'r') or '') ~= (redis.call('GET', KEYS[3]) or '') then return {'unknown'} end
-local rec = redis.call('HMGET', KEYS[1], 'm', 'v', 'e', 'l')
-for i = 1, 4 do if not rec[i] then rec[i] = '' end end
+local rec = redis.call('HMGET', KEYS[1], 'm', 'v', 'e', 'l', 'h')
+for i = 1, 5 do if not rec[i] then rec[i] = '' end end
 if redis.call('HSETNX', KEYS[1], 's', ARGV[1]) == 0 then
   return {'repeat', rec, redis.call('HGETALL', KEYS[2])}
 end
 redis.call('HINCRBYFLOAT', KEYS[2], 'c:' .. rec[1], ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'n:' .. rec[1], 1)
+local h = rec[5]
+if h == '' then h = ARGV[3] end
+if h ~= '' then
+  local a = tonumber(ARGV[1])
+  if h == '0' then a = 1 - a end
+  redis.call('HINCRBYFLOAT', KEYS[2], 'a:' .. rec[1], tostring(a))
+  redis.call('HINCRBY', KEYS[2], 'k:' .. rec[1], 1)
+end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return {'counted', rec, redis.call('HGETALL', KEYS[2])}
 """
@@ -94,14 +105,18 @@ Status = Literal["counted", "repeat", "unknown"]
 
 @dataclass(frozen=True)
 class Outcomes:
-    """A task's outcomes per model column: the sum of scores and how many."""
+    """A task's outcomes per model column: the sum of scores and how many; the sum of their agreements
+    with the prompts' thresholded predictions and how many had one (``judged``)."""
 
     correct: np.ndarray
     counted: np.ndarray
+    agree: np.ndarray
+    judged: np.ndarray
 
     def by_model(self, models: list[str]) -> dict[str, dict[str, float]]:
-        return {m: {"correct": round(float(c), 6), "counted": int(n)}
-                for m, c, n in zip(models, self.correct, self.counted) if n > 0}
+        return {m: {"correct": round(float(c), 6), "counted": int(n), "agreed": round(float(a), 6),
+                    "judged": int(k)}
+                for m, c, n, a, k in zip(models, self.correct, self.counted, self.agree, self.judged) if n > 0}
 
 
 @dataclass(frozen=True)
@@ -143,32 +158,44 @@ class FeedbackStore:
     async def record(self, task: str, request: str, model: int, variant: str, epsilon: float | None,
                      lam: float | None, predictions: np.ndarray | None, prompt: str | None) -> None:
         """Keep what a later outcome needs: the served model's column and the knobs (their variant and
-        cost knobs), the prompt's predictions when it was embedded (float16: 2 bytes a model), the
-        prompt if given."""
+        cost knobs), the prompt's predictions when it was embedded (float16: 2 bytes a model) and the
+        served model's thresholded one, the prompt if given."""
         args: list[Any] = [self.ttl_s, "m", model, "v", variant, "t", f"{time.time():.3f}"]
         if epsilon is not None:
             args += ["e", repr(float(epsilon))]
         if lam is not None:
             args += ["l", repr(float(lam))]
         if predictions is not None:
-            args += ["g", base64.b64encode(np.asarray(predictions, dtype=np.float16).tobytes()).decode()]
+            args += ["g", base64.b64encode(np.asarray(predictions, dtype=np.float16).tobytes()).decode(),
+                     "h", int(threshold(np.asarray(predictions, dtype=np.float64))[model])]
         if prompt is not None:
             args += ["p", prompt]
         keys = [self.layout.request_key(task, request), self.layout.key(task, "gen")]
         await self.store.call("feedback_record", lambda: self._record(keys=keys, args=args))
 
-    async def add(self, task: str, request: str, score: float) -> Counted:
-        """Count one outcome for a recorded request, once."""
+    async def add(self, task: str, request: str, score: float, predicted: int | None = None) -> Counted:
+        """Count one outcome for a recorded request, once; ``predicted``: the served model's thresholded
+        prediction for a record that has none (:meth:`unjudged_prompt`)."""
         keys = [self.layout.request_key(task, request), self.layout.key(task, "out"), self.layout.key(task, "gen")]
-        res = await self.store.call("feedback_add", lambda: self._add(keys=keys, args=[repr(float(score)),
-                                                                                     self.store.ttl_s]))
+        args: list[str | int] = [repr(float(score)), self.store.ttl_s, "" if predicted is None else int(predicted)]
+        res = await self.store.call("feedback_add", lambda: self._add(keys=keys, args=args))
         status = str(res[0])
         if status == "unknown":
             return Counted("unknown")
-        model, variant, epsilon, lam = (str(x) for x in res[1])
-        correct, counted = self.layout.outcomes(_pairs(res[2]))
+        model, variant, epsilon, lam = (str(x) for x in res[1][:4])
         return Counted("counted" if status == "counted" else "repeat", int(model), variant,
-                       float(epsilon) if epsilon else None, float(lam) if lam else None, Outcomes(correct, counted))
+                       float(epsilon) if epsilon else None, float(lam) if lam else None,
+                       Outcomes(*self.layout.outcomes(_pairs(res[2]))))
+
+    async def unjudged_prompt(self, task: str, request: str) -> tuple[int, str] | None:
+        """(served model column, prompt) of a recorded request that kept its prompt but has no prediction
+        and no outcome yet; None otherwise (nothing to embed for it)."""
+        fields = await self.store.call("feedback_record_read", lambda: self.store.client.hmget(
+            self.layout.request_key(task, request), ["m", "h", "s", "p"]))
+        model, predicted, scored, prompt = fields
+        if model is None or predicted is not None or scored is not None or prompt is None:
+            return None
+        return int(model), str(prompt)
 
     async def outcomes(self, task: str) -> Outcomes:
         fields = await self.store.call("feedback_outcomes",

@@ -158,6 +158,10 @@ class TaskRouter:
             vec = await self.batcher.embed(text)
         return await asyncio.to_thread(self._observe, vec[None, :], labelled)
 
+    async def predictions(self, text: str) -> np.ndarray:
+        """One prompt's predictions per model column (for feedback on a request served without them)."""
+        return (await self.predict(text)).g[0]
+
     def _observe(self, vec: np.ndarray, labelled: LabelledSamples | None) -> Observation:
         with self.tracing.span("knn"):
             return self.learned.observe(vec, labelled)

@@ -87,13 +87,17 @@ class TaskStateLayout:
         <prefix>:{<task>}:<version>:final:<variant>   the same, for other knobs (TTL)
         <prefix>:{<task>}:samples           list of labelled samples (JSON)   (TTL)
         <prefix>:{<task>}:<version>:out     hash of outcome feedback per model column i: ``c:<i>``
-                                            (sum of scores), ``n:<i>`` (outcomes)          (TTL)
+                                            (sum of scores), ``n:<i>`` (outcomes), ``a:<i>`` (sum of
+                                            their agreements with the prompts' thresholded
+                                            predictions), ``k:<i>`` (outcomes with a prediction) (TTL)
         <prefix>:{<task>}:<version>:history[:<variant>]   list of JSON decisions: the first
                                             final one, then each revision                  (TTL)
         <prefix>:{<task>}:<version>:req:<id>   hash: one routed request's record for feedback:
                                             ``m`` (served model column), ``v`` (variant), ``t``
                                             (time), ``g`` (the prompt's predictions, float16
-                                            base64, when it was embedded), ``p`` (the prompt,
+                                            base64, when it was embedded), ``h`` (the served
+                                            model's thresholded prediction, 1 or 0, likewise),
+                                            ``p`` (the prompt,
                                             only with ``feedback.store_prompts``), ``r`` (the
                                             task's ``gen`` when recorded, absent while it has
                                             none), ``s`` (its score, once fed back)  (feedback.ttl_s)
@@ -136,11 +140,12 @@ class TaskStateLayout:
         """One routed request's record (``request``: the random part of its ID)."""
         return f"{self.prefix}:{{{task}}}:{self.version}:req:{request}"
 
-    def outcomes(self, fields: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
-        """(sum of scores, outcomes) per model column from the task's ``out`` hash."""
+    def outcomes(self, fields: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sum of scores, outcomes, sum of agreements with the prompts' predictions, outcomes with a
+        prediction) per model column from the task's ``out`` hash."""
         m = range(self.n_models)
-        return (np.array([float(fields.get(f"c:{i}", 0.0)) for i in m]),
-                np.array([float(fields.get(f"n:{i}", 0.0)) for i in m]))
+        return tuple(np.array([float(fields.get(f"{name}:{i}", 0.0)) for i in m])  # type: ignore[return-value]
+                     for name in ("c", "n", "a", "k"))
 
     def fold_args(self, ttl_s: int, delta: TaskAggregates) -> list[Any]:
         """The fold script's ARGV: the TTL, then one (op, field, amount) triple per increment."""

@@ -200,8 +200,8 @@ def replay(
     seed: int = typer.Option(0, help="Seed of the prompt orders, feedback draws and the fallback."),
     cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache directory."),
     encoder_backend: str = typer.Option("onnx", help=BACKEND_HELP),
-    policy: Optional[str] = typer.Option(None, help="How outcomes revise a decision: outcome, reliability_to_bma "
-                                                     "or reliability (default: the shipped one)."),
+    policy: Optional[str] = typer.Option(None, help="How outcomes revise a decision: outcome, reliability_to_bma, "
+                                                     "reliability or agreement_to_bma (default: the shipped one)."),
     min_samples: Optional[int] = typer.Option(None, "--min-samples", help="Replay the gateway's phases: the "
                                               "decision is provisional for the stream's first N prompts and "
                                               "final from N on (default: the whole task's decision)."),

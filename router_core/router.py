@@ -237,12 +237,14 @@ class Router:
 
     def revise_on_reliability(self, decision: Decision, correct: np.ndarray, counted: np.ndarray,
                               params: fb.FeedbackParams, epsilon: float | None = None, lam: float | None = None,
-                              costs: np.ndarray | None = None) -> fb.Revision | None:
+                              costs: np.ndarray | None = None, agree: np.ndarray | None = None,
+                              judged: np.ndarray | None = None) -> fb.Revision | None:
         """A paper-method task decision re-made once its outcomes (per model, in :attr:`models` order)
         measured the predictors' accuracy p (:func:`reliability.revise_decision`, under the decision's
-        cost knobs and ``params.policy``); None where the evidence leaves the pick where it is."""
+        cost knobs and ``params.policy``; ``agree`` of ``judged``: the outcomes' agreement with their
+        prompts' predictions); None where the evidence leaves the pick where it is."""
         return rel.revise_decision(decision, self.models, self.errors, correct, counted, params,
-                                   self._params(epsilon, lam, "paper"), self.effective_costs(costs))
+                                   self._params(epsilon, lam, "paper"), self.effective_costs(costs), agree, judged)
 
     def decide_instance(self, g_row: np.ndarray, epsilon: float | None = None, lam: float | None = None,
                         costs: np.ndarray | None = None) -> Decision:

@@ -93,13 +93,16 @@ def test_feedback_counts_once_per_request_id(gw, sdk, bench, task_id):
     with ThreadPoolExecutor(8) as pool:
         statuses = sorted(r.json()["status"] for r in pool.map(lambda _: feed(gw.url, rid2, 1), range(8)))
     assert statuses == ["counted"] + ["repeat"] * 7
-    # each outcome counted once, for the model that gave that answer (provisional picks may differ)
+    # each outcome counted once, for the model that gave that answer (provisional picks may differ),
+    # and both prompts were embedded (provisional), so each outcome's agreement counts too
     want: dict[str, dict[str, float]] = {model: {"correct": 0.75, "counted": 1}}
     if model2 == model:
         want = {model: {"correct": 1.75, "counted": 2}}
     else:
         want[model2] = {"correct": 1.0, "counted": 1}
-    assert task(gw.url, task_id)["outcomes"] == want
+    outcomes = task(gw.url, task_id)["outcomes"]
+    assert {m: {"correct": o["correct"], "counted": o["counted"]} for m, o in outcomes.items()} == want
+    assert all(o["judged"] == o["counted"] for o in outcomes.values())
 
 
 def test_unknown_ids_are_404_and_bad_bodies_400_in_the_openai_shape(gw, sdk, bench, task_id):
@@ -266,6 +269,43 @@ def test_exploration_sends_a_share_to_another_model_and_says_so(router_dir, rout
         assert rid is not None and feed(g.url, rid, 1).json()["model"] == explored[0][0]
     finally:
         g.stop()
+
+
+@pytest.mark.parametrize("store_prompts", [True, False])
+def test_agreement_policy_counts_each_outcomes_agreement_with_its_prompts_prediction(
+        router_dir, router, upstream, redis_url, encoder, bench, task_id, store_prompts):
+    # policy agreement_to_bma: an outcome also counts how far it agrees with the served model's
+    # thresholded prediction for its prompt (the score where that is 1, 1 - score where 0). It is
+    # known for the prompts embedded before the decision was final and, with store_prompts, for every
+    # fed-back prompt (embedded when its feedback arrives); the others count without it
+    cfg = feedback_config(router_dir, router, upstream, redis_url, policy="agreement_to_bma",
+                          store_prompts=store_prompts, min_outcomes=1000)  # no revision: only the counts
+    prompts = bench.held_out["arc-challenge"][:MIN_SAMPLES + 6]
+    scores = [1, 0, 0.25, 1, 0, 1, 1, 0, 0.5, 1, 0, 0, 1, 1, 0.75, 0][:len(prompts)]
+    served = []
+    g = ThreadGateway(cfg, encoder).start()
+    try:
+        sdk = sdk_of(g)
+        for p, score in zip(prompts, scores):
+            source, model, rid = ask(sdk, p, task_id)
+            r = feed(g.url, rid, score)
+            assert r.status_code == 200 and r.json()["status"] == "counted", r.text
+            served.append((model, source))
+        outcomes = task(g.url, task_id)["outcomes"]
+    finally:
+        g.stop()
+    assert [s for _, s in served[MIN_SAMPLES:]] == ["cached"] * (len(prompts) - MIN_SAMPLES)
+    rows = router.observe(encoder.encode(prompts)).g  # router_core's predictions for each prompt
+    expected: dict[str, list[float]] = {}
+    for (model, source), row, score in zip(served, rows, scores):
+        if store_prompts or source != "cached":
+            right = row[router.models.index(model)] > 0.5
+            expected.setdefault(model, []).append(score if right else 1 - score)
+    assert sum(len(v) for v in expected.values()) == (len(prompts) if store_prompts else MIN_SAMPLES)
+    for model, o in outcomes.items():
+        assert o["judged"] == len(expected.get(model, []))
+        assert o["agreed"] == pytest.approx(sum(expected.get(model, [])))
+    assert sum(o["counted"] for o in outcomes.values()) == len(prompts)
 
 
 def test_openapi_documents_the_feedback_route(gw):
@@ -451,7 +491,8 @@ def test_a_deleted_task_forgets_its_outcomes_history_coverage_and_request_ids(gw
     state = task(gw.url, task_id)
     assert state["n"] == 1 and state["outcomes"] == {} and state["history"] == []
     assert feed(gw.url, fresh, 1).json()["status"] == "counted"
-    assert task(gw.url, task_id)["outcomes"] == {model: {"correct": 1.0, "counted": 1}}
+    assert task(gw.url, task_id)["outcomes"][model] | {"agreed": 0} == {"correct": 1.0, "counted": 1, "judged": 1,
+                                                                      "agreed": 0}
     assert feed(gw.url, pending, 1).status_code == 404  # still unknown after the task came back
 
     # every key the task has left expires; its generation lives as long as a request record (feedback.ttl_s)

@@ -36,6 +36,36 @@ def test_a_model_whose_s2_is_one_half_says_nothing_about_p():
     assert mean == pytest.approx(p_hat)
 
 
+def test_agreement_observes_p_directly_also_where_s2_is_one_half():
+    # model 1 (S2 = 0.5: its accuracy says nothing about p) has 20 outcomes with predictions, 10 of
+    # which agreed: p observed as 0.5 against p_hat 0.7, noise 0.7 * 0.3 / 20 = 0.0105 (no identity
+    # term), prior var 0.005, of which 0.0025 is shared with model 0
+    p_hat = np.array([0.8, 0.7])
+    args = (p_hat, np.array([0.9, 0.5]), ERR, np.array([0.0, 14.0]), np.array([0.0, 20.0]))
+    mean, cov = rel.posterior_p(*args, agree=np.array([0.0, 10.0]), judged=np.array([0.0, 20.0]))
+    S = 0.005 + 0.0105
+    assert mean[1] == pytest.approx(0.7 - 0.2 * 0.005 / S)
+    assert mean[0] == pytest.approx(0.8 - 0.2 * 0.0025 / S)  # through the shared part
+    assert cov[1, 1] == pytest.approx(0.005 - 0.005 ** 2 / S)
+    # without predictions the same outcomes leave p where it was (the accuracy row carries nothing)
+    assert rel.posterior_p(*args)[0] == pytest.approx(p_hat)
+    # a model with outcomes but none judged keeps the accuracy observation (model 0, S2 = 1: c/n = p)
+    mixed, _ = rel.posterior_p(p_hat, np.array([1.0, 0.5]), ERR, np.array([60.0, 14.0]), np.array([100.0, 20.0]),
+                               agree=np.array([0.0, 10.0]), judged=np.array([0.0, 20.0]))
+    only_acc, _ = rel.posterior_p(p_hat, np.array([1.0, 0.5]), ERR, np.array([60.0, 0.0]), np.array([100.0, 0.0]))
+    assert mixed[0] < only_acc[0] < p_hat[0]  # both observations pull it down
+
+
+def test_agreement_counts_only_under_its_policy():
+    t = _departed_task()
+    # the departed model's accuracy is as predicted (24 of 30), but its predictions agreed with only 15:
+    # p measured at 0.5 undoes the departure under agreement_to_bma, not under reliability_to_bma
+    common = (t["n"], t["s2"], t["p_hat"], t["bma"], 1, ERR, np.array([0.0, 24.0]), np.array([0.0, 30.0]), 0, 20, 2)
+    assert rel.revise(*common, to_bma_only=True) is None
+    out = rel.revise(*common, to_bma_only=True, agree=np.array([0.0, 15.0]), judged=np.array([0.0, 30.0]))
+    assert out is not None and out.model == 0 and out.rule == "reliability"
+
+
 def test_error_model_splits_the_shared_part_from_each_models_own():
     # equal u: each task's p_hat is the mean of the other two tasks' p; models agree within a task,
     # so the residuals (0.15, -0.15, 0) are all shared: RMS sqrt(0.015); the own part is zero

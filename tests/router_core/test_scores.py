@@ -30,6 +30,12 @@ def test_s1_s2_s3_by_hand():
     assert sc.threshold(np.array([0.5, 0.5000001])) == pytest.approx([0.0, 1.0])
 
 
+def test_agreement_is_the_outcome_where_predicted_right_and_its_complement_where_predicted_wrong():
+    g = np.array([0.9, 0.9, 0.2, 0.2, 0.5])
+    y = np.array([1.0, 0.0, 1.0, 0.0, 0.25])
+    assert sc.agreement(g, y) == pytest.approx([1.0, 0.0, 0.0, 1.0, 0.75])  # 0.5 thresholds to 0
+
+
 def test_prompt_distance_and_predictor_accuracy():
     dists = np.array([[0.1, 0.3, 0.5], [0.2, 0.2, 0.8]])
     assert sc.prompt_distance(dists, k=2) == pytest.approx([0.2, 0.2])

@@ -67,8 +67,10 @@ def test_feedback_keys_share_the_task_slot_and_the_outcome_hash_reads_back():
     assert keys == ["llmr:{t1}:v1:out", "llmr:{t1}:v1:history", "llmr:{t1}:v1:history:e0.05",
                     "llmr:{t1}:v1:req:" + "ab" * 16]
     assert layout.key("t1", "out", "e0.05") == "llmr:{t1}:v1:out"  # outcomes are the task's, whatever the knobs
-    correct, counted = layout.outcomes({"c:0": "1.5", "n:0": "2", "n:2": "1", "c:2": "0"})
+    correct, counted, agree, judged = layout.outcomes({"c:0": "1.5", "n:0": "2", "n:2": "1", "c:2": "0",
+                                                       "a:0": "0.5", "k:0": "1"})
     assert correct.tolist() == [1.5, 0.0, 0.0] and counted.tolist() == [2.0, 0.0, 1.0]
+    assert agree.tolist() == [0.5, 0.0, 0.0] and judged.tolist() == [1.0, 0.0, 0.0]
 
 
 def test_request_ids_name_their_task_and_nothing_else_parses():

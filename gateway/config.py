@@ -225,7 +225,8 @@ class FeedbackSettings(_Strict):
         DEFAULT_POLICY, description="How outcomes revise a decision: reliability_to_bma (the default, chosen "
         "by the rule in docs/results.md) also reads them as a measure of the predictors' accuracy, which "
         "may send a departed task back to the best model on average; outcome: only as evidence of "
-        "accuracy; reliability: either direction.")
+        "accuracy; reliability: either direction; agreement_to_bma: reliability_to_bma measured by the "
+        "answers' agreement with their prompts' predictions (with store_prompts, every fed-back prompt's).")
     confidence: float = Field(0.9, ge=0.5, lt=1, description="P(another model beats the served one by "
                                                             "margin) needed to revise a decision.")
     margin: float = Field(0.01, ge=0, description="Accuracy the other model must be ahead by.")

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not
 
 from router_core import data as data_mod
 from router_core import embed
-from router_core.feedback import DEFAULT_POLICY, POLICIES
+from router_core.feedback import DEFAULT_POLICY, POLICIES, FeedbackParams
 from router_core.replay import format_line, prepare, replay
 
 DATASETS = ("routerbench-subset", "mmlu-pro", "routellm-gpt4-mixtral", "routerdc-7b")
@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--policies", action="store_true",
                     help="Replay every feedback policy at F = 0.2 and 1.0 (no exploration), for select_feedback.py.")
+    ap.add_argument("--explore-resolved", action="store_true",
+                    help="Only the exploration cells, exploring until the evidence rules the others out.")
     ap.add_argument("--min-samples", type=int, help="Replay the gateway's provisional phase (llm-router replay "
                                                     "--min-samples).")
     ap.add_argument("--figure", type=Path, help="Only draw the figure from an existing summary.json in --out.")
@@ -51,8 +53,12 @@ def main() -> None:
         runs = [(f, 0.0, DEFAULT_POLICY) for f in RATES] + [(0.2, e, DEFAULT_POLICY) for e in EXPLORES]
         if args.policies:
             runs = [(f, 0.0, p) for p in POLICIES for f in (0.2, 1.0)]
+        if args.explore_resolved:
+            runs = [(0.2, e, DEFAULT_POLICY) for e in EXPLORES]
+        fparams = FeedbackParams(explore_resolved=args.explore_resolved)
         for f, e, policy in runs:
-            report = replay(prep, f, e, repeats=args.repeats, policy=policy, min_samples=args.min_samples)
+            report = replay(prep, f, e, repeats=args.repeats, policy=policy, min_samples=args.min_samples,
+                            fparams=fparams)
             stem = f"{name}-{policy}-F{f:g}-E{e:g}" + (f"-N{args.min_samples}" if args.min_samples else "")
             (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
             print(format_line(report), flush=True)

@@ -54,6 +54,9 @@ class FeedbackParams:
     max_revisions: int = 2  # per task
     explore: float = 0.0  # share of requests sent to the model most likely to overturn the decision
     policy: str = DEFAULT_POLICY  # one of POLICIES
+    # explore only while another model could still beat the served one by margin with probability
+    # >= 1 - confidence (docs/results.md, "Exploration that stops once the evidence has ruled the others out")
+    explore_resolved: bool = False
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.confidence < 1.0:
@@ -225,11 +228,17 @@ def revised_by_labels(decision: Decision, rev: Revision, models: Sequence[str]) 
                    evidence=rev.evidence(models))
 
 
-def explore_pick(belief: Belief, served: int, correct: Array, counted: Array) -> int | None:
+def explore_pick(belief: Belief, served: int, correct: Array, counted: Array,
+                 params: FeedbackParams | None = None) -> int | None:
     """The model whose outcomes could overturn the decision soonest: the highest probability of
-    beating the served model (None with a single model)."""
+    beating the served model (None with a single model). With ``params.explore_resolved``, None once
+    no other model beats the served one by ``params.margin`` with probability >= 1 - ``confidence``
+    (the evidence has ruled them all out at the revision rule's own confidence)."""
     mean, cov = belief.posterior(np.asarray(correct, dtype=np.float64), np.asarray(counted, dtype=np.float64))
     others = [m for m in range(len(mean)) if m != served]
     if not others:
+        return None
+    if params is not None and params.explore_resolved and max(
+            prob_better(mean, cov, m, served, params.margin) for m in others) < 1.0 - params.confidence:
         return None
     return max(others, key=lambda m: (prob_better(mean, cov, m, served), -m))

@@ -139,7 +139,7 @@ def replay_task(labels: np.ndarray, belief: fb.Belief, static: int, bma: int, or
         final = step >= len(provisional)
         model = served if final else provisional[step]
         if final and fparams.explore > 0 and rng.random() < fparams.explore:
-            pick = fb.explore_pick(belief, served, correct, counted)
+            pick = fb.explore_pick(belief, served, correct, counted, fparams)
             if pick is not None:
                 model, explored = pick, explored + 1
         y = labels[i, model]
@@ -233,7 +233,8 @@ def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, 
     return {"dataset": data.name, "feedback_rate": rate, "explore": explore, "repeats": max(1, repeats),
             "policy": policy, "min_samples": min_samples,
             "feedback_params": {"confidence": fparams.confidence, "margin": fparams.margin,
-                                "min_outcomes": fparams.min_outcomes, "max_revisions": fparams.max_revisions},
+                                "min_outcomes": fparams.min_outcomes, "max_revisions": fparams.max_revisions,
+                                "explore_resolved": fparams.explore_resolved},
             "methods": methods, "tasks": tasks}
 
 

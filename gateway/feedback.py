@@ -152,7 +152,7 @@ class Feedback:
         except StoreUnavailable:
             return choice
         pick = fb.explore_pick(self._belief(decision), self.models.index(decision.model), outcomes.correct,
-                               outcomes.counted)
+                               outcomes.counted, self.params)
         if pick is None:
             return choice
         model = self.models[pick]

@@ -35,8 +35,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--policies", action="store_true",
                     help="Replay every feedback policy at F = 0.2 and 1.0 (no exploration), for select_feedback.py.")
-    ap.add_argument("--explore-resolved", action="store_true",
-                    help="Only the exploration cells, exploring until the evidence rules the others out.")
+    ap.add_argument("--explore-only", action="store_true", help="Only the exploration cells (F = 0.2).")
+    ap.add_argument("--explore-blind", action="store_true",
+                    help="Explore for as long as a task runs (the exploration before the rule chose to stop "
+                         "once the evidence rules the other models out).")
     ap.add_argument("--min-samples", type=int, help="Replay the gateway's provisional phase (llm-router replay "
                                                     "--min-samples).")
     ap.add_argument("--figure", type=Path, help="Only draw the figure from an existing summary.json in --out.")
@@ -53,9 +55,9 @@ def main() -> None:
         runs = [(f, 0.0, DEFAULT_POLICY) for f in RATES] + [(0.2, e, DEFAULT_POLICY) for e in EXPLORES]
         if args.policies:
             runs = [(f, 0.0, p) for p in POLICIES for f in (0.2, 1.0)]
-        if args.explore_resolved:
+        if args.explore_only:
             runs = [(0.2, e, DEFAULT_POLICY) for e in EXPLORES]
-        fparams = FeedbackParams(explore_resolved=args.explore_resolved)
+        fparams = FeedbackParams(explore_resolved=not args.explore_blind)
         for f, e, policy in runs:
             report = replay(prep, f, e, repeats=args.repeats, policy=policy, min_samples=args.min_samples,
                             fparams=fparams)

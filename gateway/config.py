@@ -220,7 +220,8 @@ class FeedbackSettings(_Strict):
     store_prompts: bool = Field(False, description="Keep the prompt text in the request's record too.")
     explore: float = Field(0.0, ge=0, lt=1, description="Share of a task's requests (once its decision is "
                                                        "final) sent to the model whose outcomes could "
-                                                       "overturn it soonest (x-router-decision: explore).")
+                                                       "overturn it soonest (x-router-decision: explore), "
+                                                       "while some model still could.")
     policy: str = Field(
         DEFAULT_POLICY, description="How outcomes revise a decision: reliability_to_bma (the default, chosen "
         "by the rule in docs/results.md) also reads them as a measure of the predictors' accuracy, which "

@@ -55,8 +55,9 @@ class FeedbackParams:
     explore: float = 0.0  # share of requests sent to the model most likely to overturn the decision
     policy: str = DEFAULT_POLICY  # one of POLICIES
     # explore only while another model could still beat the served one by margin with probability
-    # >= 1 - confidence (docs/results.md, "Exploration that stops once the evidence has ruled the others out")
-    explore_resolved: bool = False
+    # >= 1 - confidence (docs/results.md, "Exploration that stops once the evidence has ruled the others
+    # out": the rule chose it over exploring for as long as the task runs, False here)
+    explore_resolved: bool = True
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.confidence < 1.0:

@@ -95,7 +95,8 @@ def test_explore_pick_is_the_model_most_likely_to_overturn_the_decision():
 
 
 def test_resolved_exploration_stops_once_no_other_model_could_beat_the_served_one():
-    params = fb.FeedbackParams(explore=0.1, explore_resolved=True)  # confidence 0.9, margin 0.01
+    params = fb.FeedbackParams(explore=0.1)  # the default: resolved; confidence 0.9, margin 0.01
+    blind = fb.FeedbackParams(explore=0.1, explore_resolved=False)
     # P(model 2 beats model 0 by 0.01) = Phi((0.69 - 0.70 - 0.01) / (sqrt(2) 0.05)) = Phi(-0.28) = 0.39:
     # still plausible, explored as before
     belief = _belief([0.70, 0.60, 0.69, 0.50])
@@ -103,12 +104,12 @@ def test_resolved_exploration_stops_once_no_other_model_could_beat_the_served_on
     # the best other model trails by 0.20: Phi(-0.21 / 0.0707) = 0.0015 < 1 - 0.9, nothing to explore
     far = _belief([0.80, 0.55, 0.60, 0.50])
     assert fb.explore_pick(far, 0, np.zeros(4), np.zeros(4), params) is None
-    assert fb.explore_pick(far, 0, np.zeros(4), np.zeros(4)) == 2  # today's exploration goes on regardless
+    assert fb.explore_pick(far, 0, np.zeros(4), np.zeros(4), blind) == 2  # exploring blindly goes on regardless
     # records (the served model 80/100 against a predicted 0.70, model 2 20/100) rule out model 2 and,
     # through the task level they share, the untested ones: P(beats by 0.01) below 1e-8 for each
     poor = (np.array([80.0, 0.0, 20.0, 0.0]), np.array([100.0, 0.0, 100.0, 0.0]))
     assert fb.explore_pick(_belief([0.70, 0.50, 0.69, 0.50]), 0, *poor, params) is None
-    assert fb.explore_pick(_belief([0.70, 0.50, 0.69, 0.50]), 0, *poor) == 1  # today's: the least hopeless
+    assert fb.explore_pick(_belief([0.70, 0.50, 0.69, 0.50]), 0, *poor, blind) == 1  # the least hopeless
 
 
 def test_belief_of_decision_prefers_expected_accuracy_and_takes_the_spread_from_the_calibration():

@@ -59,6 +59,20 @@ def test_a_right_static_pick_is_kept_when_the_evidence_agrees():
     assert t.revisions == 0 and t.final == 0
 
 
+def test_exploration_stops_once_the_explored_models_record_rules_them_out():
+    # the served model is right 80 % of the time, the others 20 % and 30 %; exploring for as long as the
+    # task runs keeps paying for answers the evidence has long ruled out, the default stops
+    labels = _stream([0.8, 0.2, 0.3], n=1000)
+    belief = fb.Belief(np.array([0.7, 0.68, 0.69]), 0.05, 0.1)
+    runs = {resolved: replay_task(labels, belief, 0, 0, 0, 1.0, fb.FeedbackParams(explore=0.1, explore_resolved=resolved),
+                                  np.random.default_rng(3), ["a", "b", "c"], "t")
+            for resolved in (True, False)}
+    assert all(t.revisions == 0 and t.final == 0 for t in runs.values())
+    assert 0.08 * len(labels) < runs[False].explored  # about 10 % of the stream
+    assert 0 < runs[True].explored < 0.03 * len(labels)
+    assert runs[True].accuracy["feedback"] > runs[False].accuracy["feedback"]
+
+
 @pytest.fixture(scope="module")
 def subset(shared_data):
     return data.load(shared_data / "routerdc-7b").sample_tasks(TASKS, per_task=40, seed=1)

@@ -64,7 +64,8 @@ def test_exploration_stops_once_the_explored_models_record_rules_them_out():
     # task runs keeps paying for answers the evidence has long ruled out, the default stops
     labels = _stream([0.8, 0.2, 0.3], n=1000)
     belief = fb.Belief(np.array([0.7, 0.68, 0.69]), 0.05, 0.1)
-    runs = {resolved: replay_task(labels, belief, 0, 0, 0, 1.0, fb.FeedbackParams(explore=0.1, explore_resolved=resolved),
+    runs = {resolved: replay_task(labels, belief, 0, 0, 0, 1.0,
+                                  fb.FeedbackParams(explore=0.1, explore_resolved=resolved),
                                   np.random.default_rng(3), ["a", "b", "c"], "t")
             for resolved in (True, False)}
     assert all(t.revisions == 0 and t.final == 0 for t in runs.values())

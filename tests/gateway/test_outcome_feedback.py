@@ -308,6 +308,43 @@ def test_agreement_policy_counts_each_outcomes_agreement_with_its_prompts_predic
     assert sum(o["counted"] for o in outcomes.values()) == len(prompts)
 
 
+class FailingOn:
+    """The test encoder, raising for any batch with a prompt that contains ``marker``."""
+
+    def __init__(self, inner: Any, marker: str) -> None:
+        self.inner, self.marker = inner, marker
+
+    def encode(self, texts: list[str]) -> Any:
+        if any(self.marker in t for t in texts):
+            raise RuntimeError("encoder down")
+        return self.inner.encode(texts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_encoder_failure_at_feedback_time_still_counts_the_outcome(router_dir, router, upstream, redis_url,
+                                                                      encoder, bench, task_id):
+    # a kept prompt is embedded when its feedback arrives (agreement_to_bma with store_prompts); if that
+    # fails, the outcome counts without its agreement instead of being lost
+    cfg = feedback_config(router_dir, router, upstream, redis_url, policy="agreement_to_bma", store_prompts=True,
+                          min_outcomes=1000)
+    prompts = bench.held_out["arc-challenge"]
+    g = ThreadGateway(cfg, FailingOn(encoder, "EXPLODE")).start()
+    try:
+        sdk = sdk_of(g)
+        served = finalise(sdk, prompts, task_id)
+        source, model, rid = ask(sdk, "EXPLODE " + prompts[MIN_SAMPLES], task_id)  # cached: not embedded
+        assert (source, model) == ("cached", served)
+        before = task(g.url, task_id)["outcomes"].get(served, {"counted": 0, "judged": 0})
+        r = feed(g.url, rid, 1)
+        assert r.status_code == 200 and r.json()["status"] == "counted", r.text
+        after = task(g.url, task_id)["outcomes"][served]
+        assert after["counted"] == before["counted"] + 1 and after["judged"] == before["judged"]
+    finally:
+        g.stop()
+
+
 def test_openapi_documents_the_feedback_route(gw):
     doc = httpx.get(gw.url + "/openapi.json").json()
     op = doc["paths"]["/v1/router/feedback"]["post"]

@@ -260,13 +260,16 @@ class Feedback:
             await self._update_coverage(task, new, outcomes)
         return new
 
-    async def revise_on_labels(self, task: str, knobs: Sequence[Knobs] = ()) -> Decision | None:
+    async def revise_on_labels(self, task: str, knobs: Sequence[Knobs] = (),
+                               labelled: LabelledSamples | None = None) -> Decision | None:
         """The task's final decisions, the router section's and those of ``knobs`` (the aliases'),
         revised by its labelled samples when they arrive after a decision was made and another model now
         clearly leads under that decision's knobs (router_core decides: ``Router.revise_on_labels``). Each
         is replaced by compare-and-set and entered in its history, like an outcome revision. Returns the
-        router section's revised decision, None where it did not change (or another process revised it)."""
-        labelled = await self.store.store.labelled(task)
+        router section's revised decision, None where it did not change (or another process revised it).
+        ``labelled``: the task's labelled samples where the caller has just read them."""
+        if labelled is None:
+            labelled = await self.store.store.labelled(task)
         if labelled is None:
             return None
         by_variant = {k.variant(self.default): k for k in (*knobs, self.default)}

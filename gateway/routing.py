@@ -79,6 +79,18 @@ class TaskState:
     decision: Decision | None  # None before the task's first prompt
 
 
+@dataclass
+class SamplesAdded:
+    """What posting samples did: the task's decision after folding them, how many prompts were folded
+    and labelled samples kept, and the task's labelled samples as they now are (read once, for the
+    decision and for revising final decisions on them)."""
+
+    choice: Choice | None
+    folded: int
+    kept: int
+    labelled: LabelledSamples | None
+
+
 def configured_knobs(learned: Router, settings: RouterSettings, costs: np.ndarray | None
                      ) -> tuple[Knobs, dict[str, Knobs]]:
     """The router section's knobs and each alias's (its own where set, else the section's);
@@ -256,12 +268,9 @@ class TaskRouter:
         return TaskState(agg, labelled, final is not None, decision)
 
     async def add_samples(self, task_id: str, texts: list[str], labels: list[dict[str, float] | None]
-                          ) -> tuple[Choice | None, int, int]:
+                          ) -> SamplesAdded:
         """Fold example prompts into the task; the labelled ones are kept as the task's evidence (and
-        join its neighbour pool where the method says so, router_core's ``Router.labels_join_pool``).
-
-        Returns (the task's decision after folding, prompts folded, labelled samples kept).
-        """
+        join its neighbour pool where the method says so, router_core's ``Router.labels_join_pool``)."""
         vecs = await asyncio.to_thread(self.encoder.encode, texts)
         labelled_idx = [i for i, lab in enumerate(labels) if lab]
         kept = 0
@@ -272,10 +281,11 @@ class TaskRouter:
         obs = await asyncio.to_thread(self.learned.observe, vecs, pool)
         folded = await self.store.fold(task_id, obs.aggregates())
         if folded.final is not None:
-            return Choice(folded.final, read_back(folded.final), task_id, self.default), len(texts), kept
+            return SamplesAdded(Choice(folded.final, read_back(folded.final), task_id, self.default), len(texts),
+                                kept, pool)
         assert folded.aggregates is not None  # a fold returns sums or the final decision
         choice = await self._decide(task_id, folded.aggregates, self.default, commit=True, labelled=pool)
-        return choice, len(texts), kept
+        return SamplesAdded(choice, len(texts), kept, pool)
 
 
 def read_back(final: Decision) -> Source:

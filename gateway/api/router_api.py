@@ -105,10 +105,12 @@ async def add_samples(task_id: str, body: SamplesRequest, rt: Runtime = Depends(
                 raise bad_request(f"samples[{i}].labels.{model}: must be within [0, 1]",
                                   param=f"samples.{i}.labels")
     try:
-        choice, folded, kept = await rt.task_router.add_samples(
-            task_id, [s.prompt for s in body.samples], [s.labels for s in body.samples])
+        added = await rt.task_router.add_samples(task_id, [s.prompt for s in body.samples],
+                                                 [s.labels for s in body.samples])
+        choice, folded, kept = added.choice, added.folded, added.kept
         if kept and choice is not None:  # new labels: final decisions made before them are weighed again
-            revised = await rt.feedback.revise_on_labels(task_id, list(rt.task_router.aliases.values()))
+            revised = await rt.feedback.revise_on_labels(task_id, list(rt.task_router.aliases.values()),
+                                                         added.labelled)
             if revised is not None:
                 choice = replace(choice, decision=revised, source="revised")
     except StoreUnavailable as exc:

@@ -82,8 +82,9 @@ async def test_dry_run_and_task_state_change_nothing(learned, encoder, store):
 async def test_labelled_samples_fold_and_join_the_pool(learned, encoder, store):
     tr = make(learned, encoder, store)
     texts = prompts("trivia", 2)
-    choice, folded, kept = await tr.add_samples("t5", texts, [{"code": 1.0, "big": 0.0}, None])
-    assert (folded, kept) == (2, 1) and choice is not None and choice.source == "provisional"
+    added = await tr.add_samples("t5", texts, [{"code": 1.0, "big": 0.0}, None])
+    assert (added.folded, added.kept) == (2, 1) and added.choice is not None and added.choice.source == "provisional"
+    assert added.labelled is not None and len(added.labelled.vectors) == 1
     assert store.sums["t5"].n == 2 and len(store.samples["t5"]) == 1
 
 

@@ -1,17 +1,19 @@
 """Outcome feedback in Redis: request records, idempotent outcome counts, revision by compare-and-set.
 
 The keys are :class:`gateway.task_store.TaskStateLayout`'s (``req:<id>``, ``out``, ``history``,
-``gen``, next to the task's other keys, so one task's keys stay in one Redis Cluster slot); this
-module holds the four scripts that use them. Each is atomic, so every gateway process on the same Redis
-agrees:
+``gen``, ``prompts``, next to the task's other keys, so one task's keys stay in one Redis Cluster
+slot); this module holds the five scripts that use them. Each is atomic, so every gateway process on
+the same Redis agrees:
 
 - recording a request is one script (``HSET`` + ``EXPIRE``: a record never outlives ``ttl_s``);
-  it stamps the record with the task's deletion generation (``gen``) and renews that key's TTL;
+  it stamps the record with the task's deletion generation (``gen``) and renews that key's TTL; a
+  record that keeps the prompt is also indexed in the task's ``prompts`` (trimmed to ``ttl_s``);
 - counting an outcome sets the record's score with ``HSETNX`` and only then adds it to the task's
   counts, so a repeated (or concurrent) feedback for one request never counts twice; a record of
   another generation (its task was deleted since) is unknown, like an expired one;
 - forgetting a task's feedback (the tasks API's ``DELETE``) bumps its generation and deletes its
-  outcomes and histories in one script, then drops its coverage entry;
+  outcomes and histories in one script, then the records that kept a prompt (a chunk per script,
+  only those of an older generation), then drops its coverage entry;
 - a revision replaces the final decision only if it is still the one the revision was computed
   from (same model and revision count): of two processes revising at once, one wins and the other
   finds the decision changed.
@@ -34,17 +36,24 @@ from router_core.scores import threshold
 
 from .task_store import RedisTaskStore
 
-# KEYS[1] request record, KEYS[2] the task's generation; ARGV: ttl, then field/value pairs. The
-# generation's TTL is renewed so that it outlives every record stamped with it (a generation that
-# expired first would read as none, and would turn that record unknown).
+# KEYS[1] request record, KEYS[2] the task's generation, KEYS[3] its index of records that keep a
+# prompt; ARGV: ttl, now, the request's random part if its record keeps a prompt (else ''), then
+# field/value pairs. The generation's TTL is renewed so that it outlives every record stamped with it
+# (a generation that expired first would read as none, and would turn that record unknown). The index
+# (a sorted set by time) drops what is older than ttl, so it is bounded like the records.
 RECORD = """
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 local gen = redis.call('GET', KEYS[2])
 if gen then
   redis.call('HSET', KEYS[1], 'r', gen)
   if redis.call('TTL', KEYS[2]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[1]))
+  redis.call('EXPIRE', KEYS[3], ARGV[1])
+end
 return 1
 """
 
@@ -100,6 +109,26 @@ for i = 2, #KEYS do n = n + redis.call('DEL', KEYS[i]) end
 return n
 """
 
+# KEYS[1] the task's generation, KEYS[2] its index of records that keep a prompt, then request records;
+# ARGV: those records' index members. Deletes each record of an older generation (a deleted task's;
+# one that expired is only dropped from the index); a record of the current generation stays. Returns
+# how many records went and how many stayed.
+FORGET_PROMPTS = """
+local gen = redis.call('GET', KEYS[1]) or ''
+local gone, kept = 0, 0
+for i = 3, #KEYS do
+  if (redis.call('HGET', KEYS[i], 'r') or '') ~= gen then
+    gone = gone + redis.call('UNLINK', KEYS[i])
+    redis.call('ZREM', KEYS[2], ARGV[i - 2])
+  else
+    kept = kept + 1
+  end
+end
+return {gone, kept}
+"""
+
+PROMPT_CHUNK = 500  # records deleted per script call when a task that kept prompts is forgotten
+
 Status = Literal["counted", "repeat", "unknown"]
 
 
@@ -154,13 +183,15 @@ class FeedbackStore:
         self._add = store.client.register_script(ADD_OUTCOME)
         self._revise = store.client.register_script(REVISE)
         self._forget = store.client.register_script(FORGET)
+        self._forget_prompts = store.client.register_script(FORGET_PROMPTS)
 
     async def record(self, task: str, request: str, model: int, variant: str, epsilon: float | None,
                      lam: float | None, predictions: np.ndarray | None, prompt: str | None) -> None:
         """Keep what a later outcome needs: the served model's column and the knobs (their variant and
         cost knobs), the prompt's predictions when it was embedded (float16: 2 bytes a model) and the
         served model's thresholded one, the prompt if given."""
-        args: list[Any] = [self.ttl_s, "m", model, "v", variant, "t", f"{time.time():.3f}"]
+        now = f"{time.time():.3f}"
+        args: list[Any] = [self.ttl_s, now, request if prompt is not None else "", "m", model, "v", variant, "t", now]
         if epsilon is not None:
             args += ["e", repr(float(epsilon))]
         if lam is not None:
@@ -170,7 +201,7 @@ class FeedbackStore:
                      "h", int(threshold(np.asarray(predictions, dtype=np.float64))[model])]
         if prompt is not None:
             args += ["p", prompt]
-        keys = [self.layout.request_key(task, request), self.layout.key(task, "gen")]
+        keys = [self.layout.request_key(task, request), self.layout.key(task, "gen"), self.layout.key(task, "prompts")]
         await self.store.call("feedback_record", lambda: self._record(keys=keys, args=args))
 
     async def add(self, task: str, request: str, score: float, predicted: int | None = None) -> Counted:
@@ -255,12 +286,15 @@ class FeedbackStore:
         default's), its request records and its coverage entry; (how many keys went, how many tasks
         are still below ``threshold``).
 
-        Request records are not found but outdated: their keys hold only the random part of a request
-        ID, so finding a task's records would take a SCAN of the whole keyspace or an index per task
-        that grows with every request and makes a deletion O(requests) inside one blocking script.
-        Instead the task's generation goes up by one (O(1), atomic with deleting its outcomes), and a
-        record stamped with an older one counts as unknown (404, like an expired ID) until it expires
-        after ``ttl_s`` (with ``feedback.store_prompts``, its prompt stays in Redis until then).
+        Request records are outdated: their keys hold only the random part of a request ID, so finding
+        all of a task's records would take a SCAN of the whole keyspace or an index per task that
+        grows with every request. Instead the task's generation goes up by one (O(1), atomic with
+        deleting its outcomes), and a record stamped with an older one counts as unknown (404, like an
+        expired ID) until it expires after ``ttl_s``. Records that keep a prompt
+        (``feedback.store_prompts``) are indexed per task, and those are deleted here, in chunks of
+        ``PROMPT_CHUNK`` outside the generation's script (each chunk deletes only records of an older
+        generation, so a request recorded meanwhile keeps its record): a deleted task's prompts do
+        not stay in Redis.
         Call it after the task's final decisions are gone (:meth:`RedisTaskStore.reset`): a revision
         that lands in between then finds no decision to replace, and an outcome counted in between is
         deleted here. The coverage entry is in another slot (its own call); an entry written back by
@@ -269,6 +303,7 @@ class FeedbackStore:
         keys = [self.layout.key(task, "gen"), self.layout.key(task, "out"),
                 *(self.layout.key(task, "history", v) for v in names)]
         gone = int(await self.store.call("feedback_forget", lambda: self._forget(keys=keys, args=[self.ttl_s])))
+        gone += await self._forget_prompted(task)
         key = self.layout.coverage_key()
 
         async def uncover() -> list[Any]:
@@ -279,6 +314,20 @@ class FeedbackStore:
 
         removed, below = await self.store.call("coverage", uncover)
         return gone + int(removed), int(below)
+
+    async def _forget_prompted(self, task: str) -> int:
+        """Delete the records of a forgotten task that keep a prompt (:meth:`forget`); how many went."""
+        gen, index = self.layout.key(task, "gen"), self.layout.key(task, "prompts")
+        gone = offset = 0
+        while True:
+            members = [str(m) for m in await self.store.call("feedback_forget", lambda: self.store.client.zrange(
+                index, offset, offset + PROMPT_CHUNK - 1))]
+            if not members:
+                return gone
+            keys = [gen, index, *(self.layout.request_key(task, m) for m in members)]
+            went, kept = await self.store.call("feedback_forget",
+                                               lambda: self._forget_prompts(keys=keys, args=members))
+            gone, offset = gone + int(went), offset + int(kept)
 
     async def history(self, task: str, variant: str) -> list[dict[str, Any]]:
         """Every final decision of the variant, oldest first (the first one alone until a revision)."""

@@ -101,6 +101,9 @@ class TaskStateLayout:
                                             only with ``feedback.store_prompts``), ``r`` (the
                                             task's ``gen`` when recorded, absent while it has
                                             none), ``s`` (its score, once fed back)  (feedback.ttl_s)
+        <prefix>:{<task>}:<version>:prompts sorted set: the request records that keep a prompt
+                                            (``feedback.store_prompts``), by time, so that deleting
+                                            the task deletes them                  (feedback.ttl_s)
         <prefix>:{<task>}:<version>:gen     integer: how many times the task was deleted; a request
                                             record whose ``r`` differs is of a deleted task and is
                                             treated as unknown  (feedback.ttl_s, renewed by every
@@ -126,7 +129,8 @@ class TaskStateLayout:
     n_models: int
 
     def key(self, task: str, name: str, variant: str = "") -> str:
-        """``agg``, ``final`` or ``history`` (of ``variant``), ``out``, ``gen`` or ``samples`` of ``task``."""
+        """``agg``, ``final`` or ``history`` (of ``variant``), ``out``, ``gen``, ``prompts`` or ``samples``
+        of ``task``."""
         if name == "samples":
             return f"{self.prefix}:{{{task}}}:samples"
         suffix = f":{variant}" if variant and name in ("final", "history") else ""

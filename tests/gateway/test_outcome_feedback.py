@@ -543,3 +543,38 @@ def test_a_deleted_task_forgets_its_outcomes_history_coverage_and_request_ids(gw
         assert 0 < client.ttl(gen) <= FeedbackSettings().ttl_s
     finally:
         client.close()
+
+
+def test_deleting_a_task_deletes_the_prompts_its_records_kept(router_dir, router, upstream, redis_url, encoder,
+                                                              bench, task_id):
+    # with feedback.store_prompts the request records keep the prompt text; DELETE removes those
+    # records (not only outdates them), while a request recorded after the deletion keeps its own
+    import redis
+
+    from gateway.config import RedisSettings
+
+    prompts = bench.held_out["mbpp"]
+    g = ThreadGateway(feedback_config(router_dir, router, upstream, redis_url, store_prompts=True), encoder).start()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    prefix = RedisSettings().key_prefix
+
+    def records() -> dict[str, str]:  # request record key -> the prompt it keeps
+        keys = [k for k in client.scan_iter(match=f"{prefix}:{{{task_id}}}:*:req:*")]
+        return {k: client.hget(k, "p") for k in keys}
+
+    try:
+        sdk = sdk_of(g)
+        finalise(sdk, prompts, task_id)
+        rids = [ask(sdk, p, task_id)[2] for p in prompts[MIN_SAMPLES:MIN_SAMPLES + 3]]
+        assert feed(g.url, rids[0], 1).json()["status"] == "counted"
+        kept = records()
+        assert len(kept) == MIN_SAMPLES + 3 and set(kept.values()) == set(prompts[:MIN_SAMPLES + 3])
+        assert httpx.delete(f"{g.url}/v1/router/tasks/{task_id}", headers=AUTH).json()["deleted"] is True
+        assert records() == {}
+        assert all(feed(g.url, rid, 1).status_code == 404 for rid in rids)
+        _, _, fresh = ask(sdk, prompts[-1], task_id)
+        assert list(records().values()) == [prompts[-1]]
+        assert feed(g.url, fresh, 1).json()["status"] == "counted"
+    finally:
+        client.close()
+        g.stop()

@@ -199,16 +199,20 @@ class Feedback:
     # -- coverage -----------------------------------------------------------------------------
     def coverage_of(self, decision: Decision, outcomes: Outcomes | None = None) -> cov.Coverage | None:
         """router_core's coverage of a task decision (with the served model's feedback agreement when
-        ``outcomes`` has some); None for a decision without task scores."""
+        ``outcomes`` has some, and its predictor's accuracy as measured by its judged outcomes where it
+        has them); None for a decision without task scores."""
         if decision.u is None or decision.model not in decision.p_hat or decision.model not in self.models:
             return None
-        agree = None
+        agree, p = None, decision.p_hat[decision.model]
         served = self.models.index(decision.model)
         if outcomes is not None and outcomes.counted[served] > 0 and (decision.expected or decision.s3):
             belief = self._belief(decision)
             agree = cov.agreement(float(belief.mean[served]), float(outcomes.correct[served]),
                                   float(outcomes.counted[served]), float(np.hypot(belief.sigma, belief.level_sd)))
-        return cov.coverage(decision.p_hat[decision.model], decision.u, self.learned.u_train, agree)
+            measured = self.learned.measured_p(decision, outcomes.correct, outcomes.counted, outcomes.agree,
+                                               outcomes.judged)
+            p = p if measured is None else measured
+        return cov.coverage(p, decision.u, self.learned.u_train, agree)
 
     async def _keep_coverage(self, task: str, value: float) -> None:
         below = await self.store.set_coverage(task, value, self.settings.coverage_threshold,

@@ -3,7 +3,9 @@
 The paper's task score already carries two warnings, and outcome feedback adds a third:
 
 - ``reliability``: the estimated accuracy p of the chosen model's kNN correctness predictor on this
-  task (``Decision.p_hat``), rescaled so that a coin (0.5) is 0 and an always-right predictor 1;
+  task (``Decision.p_hat``; once fed-back answers of that model were judged against their prompts'
+  predictions, the p they measure, ``reliability.measured_p``), rescaled so that a coin (0.5) is 0 and
+  an always-right predictor 1;
 - ``closeness``: how the task's mean distance to its benchmark neighbours (``Decision.u``) compares
   with the benchmark tasks' own (the router's ``u_train``): the share of benchmark tasks at least as
   far from their neighbours, so 1 is "closer than any benchmark task", 0 "farther than all of them";

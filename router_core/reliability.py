@@ -295,6 +295,22 @@ def revise_decision(decision: Decision, models: Sequence[str], errors: ErrorMode
                   judged=judged if direct else None)
 
 
+def measured_p(decision: Decision, models: Sequence[str], errors: ErrorModel, correct: Array, counted: Array,
+               agree: Array, judged: Array) -> float | None:
+    """The decision's model's predictor accuracy p on the task as its judged outcomes (answers whose
+    prompt's prediction is known, ``agree`` of ``judged`` per model in ``models`` order) measure it: the
+    posterior mean of :func:`posterior_p`. None where that model has no judged outcome or the decision
+    lacks a model's S2 or p_hat."""
+    models = list(models)
+    if decision.model not in models or any(m not in decision.s2 or m not in decision.p_hat for m in models):
+        return None
+    if np.asarray(judged, dtype=np.float64)[models.index(decision.model)] <= 0:
+        return None
+    p, _ = posterior_p(np.array([decision.p_hat[m] for m in models]), np.array([decision.s2[m] for m in models]),
+                       errors, correct, counted, agree, judged)
+    return float(p[models.index(decision.model)])
+
+
 def with_label_evidence(decision: Decision, models: Sequence[str], errors: ErrorModel,
                         calibration: cal.Calibration | None, correct: Array, counted: Array, routing: RoutingParams,
                         costs: Array | None = None, fparams: fb.FeedbackParams = fb.FeedbackParams()) -> Decision:

@@ -246,6 +246,12 @@ class Router:
         return rel.revise_decision(decision, self.models, self.errors, correct, counted, params,
                                    self._params(epsilon, lam, "paper"), self.effective_costs(costs), agree, judged)
 
+    def measured_p(self, decision: Decision, correct: np.ndarray, counted: np.ndarray, agree: np.ndarray,
+                   judged: np.ndarray) -> float | None:
+        """The decision's model's predictor accuracy on the task as its judged outcomes (per model, in
+        :attr:`models` order) measure it (:func:`reliability.measured_p`); None without them."""
+        return rel.measured_p(decision, self.models, self.errors, correct, counted, agree, judged)
+
     def decide_instance(self, g_row: np.ndarray, epsilon: float | None = None, lam: float | None = None,
                         costs: np.ndarray | None = None) -> Decision:
         params = self._params(epsilon, lam)

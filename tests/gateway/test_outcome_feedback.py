@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 import httpx
+import numpy as np
 import openai
 import pytest
 
@@ -291,7 +292,8 @@ def test_agreement_policy_counts_each_outcomes_agreement_with_its_prompts_predic
             r = feed(g.url, rid, score)
             assert r.status_code == 200 and r.json()["status"] == "counted", r.text
             served.append((model, source))
-        outcomes = task(g.url, task_id)["outcomes"]
+        state = task(g.url, task_id)
+        outcomes = state["outcomes"]
     finally:
         g.stop()
     assert [s for _, s in served[MIN_SAMPLES:]] == ["cached"] * (len(prompts) - MIN_SAMPLES)
@@ -306,6 +308,14 @@ def test_agreement_policy_counts_each_outcomes_agreement_with_its_prompts_predic
         assert o["judged"] == len(expected.get(model, []))
         assert o["agreed"] == pytest.approx(sum(expected.get(model, [])))
     assert sum(o["counted"] for o in outcomes.values()) == len(prompts)
+    # the coverage's reliability is the served model's predictor accuracy as its judged outcomes measure it
+    from router_core.decision import Decision
+
+    counts = [np.array([outcomes.get(m, {}).get(k, 0.0) for m in router.models], dtype=float)
+              for k in ("correct", "counted", "agreed", "judged")]
+    p = router.measured_p(Decision.from_dict(state["decision"]), *counts)
+    assert p is not None
+    assert state["coverage"]["reliability"] == pytest.approx(min(1.0, max(0.0, 2 * (p - 0.5))), abs=1e-4)
 
 
 class FailingOn:

@@ -258,3 +258,17 @@ def test_labels_first_measure_the_predictors_then_the_models():
     kept = rel.with_label_evidence(_record(), ["a", "b"], ERR, None, np.array([25.0, 29.0]), np.array([30.0, 30.0]),
                                    routing)
     assert kept == _record()
+
+
+def test_measured_p_is_the_posterior_of_the_decisions_model_once_it_has_judged_outcomes():
+    from router_core.decision import Decision
+
+    # model b: S2 0.5, p_hat 0.7, 10 of 20 judged outcomes agreed with their predictions (the hand-computed
+    # case of test_agreement_observes_p_directly_also_where_s2_is_one_half)
+    d = Decision(model="b", method="S3", models=["a", "b"], ranking=["b", "a"], n=50, s2={"a": 0.9, "b": 0.5},
+                 p_hat={"a": 0.8, "b": 0.7}, bma="a")
+    args = (np.array([0.0, 14.0]), np.array([0.0, 20.0]), np.array([0.0, 10.0]))
+    assert rel.measured_p(d, ["a", "b"], ERR, *args, np.array([0.0, 20.0])) == pytest.approx(
+        0.7 - 0.2 * 0.005 / (0.005 + 0.0105))
+    assert rel.measured_p(d, ["a", "b"], ERR, *args, np.array([0.0, 0.0])) is None  # nothing judged
+    assert rel.measured_p(d, ["a", "c"], ERR, *args, np.array([0.0, 20.0])) is None  # a model it has no S2 for

@@ -6,8 +6,11 @@ import asyncio
 import gc
 import logging
 import os
+import signal
+import threading
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
@@ -87,12 +90,14 @@ def batcher_of(config: GatewayConfig, encoder: Encoder) -> EmbeddingBatcher | No
 
 
 def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Encoder | None = None,
-               span_exporter: Any = None) -> FastAPI:
+               span_exporter: Any = None, config_path: Path | None = None) -> FastAPI:
     """A gateway app for ``config``; the router, encoder and Redis are set up in its lifespan.
 
     ``redis_url`` overrides ``config.redis.url``; with neither, the app starts an embedded
     redis-server under ``config.redis.state_dir`` and stops it on shutdown. ``span_exporter`` (an
     OpenTelemetry ``SpanExporter``, for tests) turns tracing on with spans exported as they end.
+    ``config_path``: the file ``config`` came from; served from the main thread, ``SIGHUP`` reloads it
+    (gateway/reload.py).
     """
     learned = load_checked(config)
     traces = tracing.from_settings(config.tracing, span_exporter)
@@ -127,6 +132,11 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
         if not await store.ping():
             log.warning("redis at %s is not reachable at start-up; failing open", url.split("@")[-1])
         freeze_startup_heap()
+        if config_path is not None:
+            app.state.config_path = Path(config_path)
+            app.state.reload_lock = asyncio.Lock()
+            if threading.current_thread() is threading.main_thread():
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hangup, app)
         log.info("gateway ready: artifact %s, %d models, aliases %s", router.version, len(router.models),
                  ", ".join(settings.alias_names))
         try:
@@ -162,6 +172,18 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
     return app
 
 
+def on_hangup(app: FastAPI) -> None:
+    """``SIGHUP``: reload the config file (gateway/reload.py), one reload at a time."""
+    from .reload import reload_config
+
+    async def run() -> None:
+        async with app.state.reload_lock:
+            await reload_config(app, app.state.config_path)
+
+    app.state.reload_task = asyncio.ensure_future(run())  # kept: a bare task may be collected mid-run
+
+
 def app_from_env() -> FastAPI:
-    """uvicorn factory for ``serve --workers N``: the config path comes from ``LLM_ROUTER_CONFIG``."""
+    """uvicorn factory for ``serve --workers N``: the config path comes from ``LLM_ROUTER_CONFIG``
+    (uvicorn's supervisor handles ``SIGHUP`` by replacing the workers, each reading the file)."""
     return create_app(load_config(os.environ[CONFIG_ENV]))

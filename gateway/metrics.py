@@ -73,6 +73,10 @@ REDIS_FAIL_OPEN = Gauge(
     "llm_router_redis_fail_open", "1 while Redis is unreachable and the gateway serves from in-process state.",
     multiprocess_mode="max")
 IN_FLIGHT = Gauge("llm_router_in_flight_requests", "Requests being handled now.", multiprocess_mode="livesum")
+CONFIG_RELOADS = Counter(
+    "llm_router_config_reloads_total",
+    "Config reloads (SIGHUP) by result: applied, unchanged, rejected (the running config stays).",
+    ["result"])
 ROUTER_INFO = Gauge(
     "llm_router_artifact_info", "The loaded router artifact (value 1): its version and model count.",
     ["version", "models"], multiprocess_mode="max")

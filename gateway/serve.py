@@ -31,7 +31,7 @@ def run(config_path: Path, host: str, port: int, workers: int, log_level: str = 
         logging.getLogger("gateway").warning("config %s: %s", config_path, warning)
     # the model check runs once per process that builds an app (create_app); with workers the
     # parent builds none, so it checks here, before anything starts
-    app = create_app(config) if workers == 1 else None
+    app = create_app(config, config_path=Path(config_path).resolve()) if workers == 1 else None
     if app is None:
         load_checked(config)
     embedded = None

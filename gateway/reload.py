@@ -10,7 +10,8 @@ flight finish on the runtime they started with; the new one keeps the Redis clie
 gets its own key layout on it).
 
 With ``serve --workers N`` uvicorn's supervisor handles ``SIGHUP`` itself: it replaces the workers one
-by one, each starting from the file, and keeps the old ones if a new one does not start.
+by one, each starting from the file, and keeps the old ones if a new one does not serve within
+:data:`gateway.serve.WORKER_READY_S`.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ from .config import load_config
 from .redis_embedded import EmbeddedRedis
 
 GRACE_S = 30  # in-flight requests get this long to finish on shutdown
+# with workers, uvicorn's supervisor waits this long for a replacement worker (SIGHUP) to serve before it
+# keeps the old one; a worker loads the artifact and the encoder first (its 5 s default is too short)
+WORKER_READY_S = 120
 HTTP = "gateway.http_protocol:GuardedHttpProtocol"  # uvicorn's httptools protocol with header limits
 
 
@@ -46,7 +49,8 @@ def run(config_path: Path, host: str, port: int, workers: int, log_level: str = 
         if app is None:
             os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
             uvicorn.run("gateway.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                        log_level=log_level, access_log=False, timeout_graceful_shutdown=GRACE_S, http=HTTP)
+                        log_level=log_level, access_log=False, timeout_graceful_shutdown=GRACE_S, http=HTTP,
+                        timeout_worker_healthcheck=WORKER_READY_S)
         else:
             uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
                         timeout_graceful_shutdown=GRACE_S, http=HTTP)

@@ -105,3 +105,35 @@ def test_sighup_reloads_the_config_file_and_keeps_the_running_one_when_the_new_o
         proc.terminate()
         proc.wait(30)
     assert proc.returncode == 0 or proc.returncode == -signal.SIGTERM
+
+
+def test_with_workers_sighup_replaces_them_from_the_file_and_a_failing_file_keeps_the_old_ones(
+        gateway_config: dict[str, Any], tmp_path):
+    # uvicorn's supervisor handles the signal for `serve --workers N`: each worker is replaced by one
+    # started from the file; one that cannot start leaves the old workers serving
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(yaml.safe_dump(gateway_config))
+    port = free_port()
+    env = {**os.environ, "LLM_ROUTER_TEST_KEY": API_KEY, "HF_HUB_OFFLINE": "1",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    (tmp_path / "metrics").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(cfg), "--port", str(port),
+                             "--workers", "2", "--log-level", "warning"], cwd=ROOT, env=env,
+                            preexec_fn=die_with_parent)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/health/readiness", proc, timeout_s=240)
+        broken = copy.deepcopy(gateway_config)
+        broken["model_list"] = broken["model_list"][1:]
+        cfg.write_text(yaml.safe_dump(broken))
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(10)  # a replacement that fails to start is given up on; nothing changes meanwhile
+        assert proc.poll() is None and all(aliases(url) == {"router", "auto"} for _ in range(6))
+        new = copy.deepcopy(gateway_config)
+        new["router"]["aliases"] = ["router", "auto", "cheap"]
+        cfg.write_text(yaml.safe_dump(new))
+        proc.send_signal(signal.SIGHUP)
+        assert until(lambda: all("cheap" in aliases(url) for _ in range(6)), timeout_s=120)
+    finally:
+        proc.terminate()
+        proc.wait(30)

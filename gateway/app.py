@@ -25,11 +25,9 @@ from .body_limit import BodyLimit
 from .config import ConfigError, GatewayConfig, load_config
 from .disconnect import CancelOnDisconnect
 from .embed_batcher import EmbeddingBatcher
-from .feedback import Feedback
-from .forward import Forwarder
 from .http_protocol import LIMITS_STATE_KEY
 from .redis_embedded import EmbeddedRedis
-from .routing import TaskRouter, configured_knobs
+from .routing import configured_knobs
 from .runtime import Runtime, config_costs
 from .task_store import RedisTaskStore
 
@@ -123,11 +121,7 @@ def create_app(config: GatewayConfig, redis_url: str | None = None, encoder: Enc
         store = RedisTaskStore.from_url(url, config.redis, router.version, router.models,
                                         settings.decision_ttl_s, settings.max_labelled_samples,
                                         settings.pending_ttl_s)
-        task_router = TaskRouter(router, enc, store, settings, config_costs(config, router.models), traces,
-                                 batcher_of(config, enc))
-        feedback = Feedback(router, store, config.feedback, task_router.default, task_router.costs,
-                            predict=task_router.predictions)
-        app.state.runtime = Runtime(config, router, store, task_router, Forwarder(config, traces), feedback, traces)
+        app.state.runtime = Runtime.build(config, router, enc, store, traces, batcher_of(config, enc))
         metrics.ROUTER_INFO.labels(router.version, str(len(router.models))).set(1)
         if not await store.ping():
             log.warning("redis at %s is not reachable at start-up; failing open", url.split("@")[-1])

@@ -26,10 +26,7 @@ from fastapi import FastAPI
 
 from . import metrics
 from .config import ConfigError, GatewayConfig, load_config
-from .feedback import Feedback
-from .forward import Forwarder
-from .routing import TaskRouter
-from .runtime import Runtime, config_costs
+from .runtime import Runtime
 from .task_store import RedisTaskStore
 
 log = logging.getLogger("gateway.reload")
@@ -46,7 +43,8 @@ def restart_needed(old: GatewayConfig, new: GatewayConfig) -> list[str]:
 
 
 def _store_kept(old: Runtime, new: GatewayConfig, version: str, models: list[str]) -> bool:
-    """Whether the new runtime can keep the old Redis client: same artifact and the same TTLs and caps."""
+    """Whether the new runtime can keep the old store: the same artifact (key layout), TTLs and caps
+    (otherwise it gets a new store on the same Redis client)."""
     o, n = old.config.router, new.router
     return (old.learned.version == version and list(old.learned.models) == models
             and (o.decision_ttl_s, o.max_labelled_samples, o.pending_ttl_s)
@@ -84,12 +82,7 @@ async def reload_config(app: FastAPI, path: Path) -> Result:
     cache = getattr(encoder, "cache", None)
     if cache is not None:
         cache.max_rows = settings.embedding_cache_max_rows
-    task_router = TaskRouter(learned, encoder, store, settings, config_costs(new, learned.models), old.tracing,
-                             old.task_router.batcher)
-    feedback = Feedback(learned, store, new.feedback, task_router.default, task_router.costs,
-                        predict=task_router.predictions)
-    app.state.runtime = Runtime(new, learned, store, task_router, Forwarder(new, old.tracing), feedback,
-                                old.tracing)
+    app.state.runtime = Runtime.build(new, learned, encoder, store, old.tracing, old.task_router.batcher)
     metrics.ROUTER_INFO.labels(learned.version, str(len(learned.models))).set(1)
     if (learned.version, len(learned.models)) != (old.learned.version, len(old.learned.models)):
         with contextlib.suppress(KeyError):  # the artifact table shows each label set it has

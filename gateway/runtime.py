@@ -9,11 +9,14 @@ from starlette.requests import Request
 
 from router_core.router import Router
 
+from router_core.embed import Encoder
+
 from .config import GatewayConfig
+from .embed_batcher import EmbeddingBatcher
 from .feedback import Feedback
 from .forward import Forwarder, Outcome
 from .routing import TaskRouter
-from .task_store import TaskStore
+from .task_store import RedisTaskStore, TaskStore
 from .tracing import OFF, Tracing
 
 
@@ -26,6 +29,17 @@ class Runtime:
     forwarder: Forwarder
     feedback: Feedback  # request IDs, outcome feedback, revisions (gateway/feedback.py)
     tracing: Tracing = OFF  # the request's spans (gateway/tracing.py)
+
+    @classmethod
+    def build(cls, config: GatewayConfig, learned: Router, encoder: Encoder, store: RedisTaskStore,
+              tracing: Tracing, batcher: EmbeddingBatcher | None) -> "Runtime":
+        """The runtime for ``config`` around the process's encoder, Redis store and tracing (at start-up,
+        and again on a config reload, gateway/reload.py)."""
+        task_router = TaskRouter(learned, encoder, store, config.router, config_costs(config, learned.models),
+                                 tracing, batcher)
+        feedback = Feedback(learned, store, config.feedback, task_router.default, task_router.costs,
+                            predict=task_router.predictions)
+        return cls(config, learned, store, task_router, Forwarder(config, tracing), feedback, tracing)
 
     @property
     def aliases(self) -> list[str]:

@@ -10,9 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import httpx
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -57,8 +59,27 @@ def test_restart_sections_are_the_ones_a_running_process_holds(gateway_config, m
     assert restart_needed(old, GatewayConfig.model_validate(held)) == ["auth", "limits"]
 
 
+@pytest.fixture(scope="module")
+def other_router(bench, encoder, tmp_path_factory) -> tuple[Path, str]:
+    """A second artifact over the same models (another eta: another version): (its folder, its version)."""
+    from router_core import artifact
+    from router_core.decision import RoutingParams
+    from router_core.router import build_router
+
+    out = tmp_path_factory.mktemp("other-router")
+    built = build_router(bench.pool, encoder, RoutingParams(eta=0.5))
+    artifact.save(built, out)
+    return out, built.version
+
+
+def artifacts(url: str) -> set[str]:
+    families = text_string_to_metric_families(httpx.get(url + "/metrics", timeout=10).text)
+    return {s.labels["version"] for f in families if f.name == "llm_router_artifact_info" for s in f.samples
+            if s.value == 1}
+
+
 def test_sighup_reloads_the_config_file_and_keeps_the_running_one_when_the_new_one_fails(
-        gateway_config: dict[str, Any], tmp_path, bench, task_id):
+        gateway_config: dict[str, Any], tmp_path, bench, task_id, other_router):
     cfg = tmp_path / "gateway.yaml"
     cfg.write_text(yaml.safe_dump(gateway_config))
     port = free_port()
@@ -70,6 +91,8 @@ def test_sighup_reloads_the_config_file_and_keeps_the_running_one_when_the_new_o
     try:
         wait_http(url + "/health/readiness", proc, timeout_s=240)
         assert aliases(url) == {"router", "auto"}
+        first = artifacts(url)
+        assert len(first) == 1 and other_router[1] not in first
 
         # a new alias: applied for the requests after the reload, no restart
         new = copy.deepcopy(gateway_config)
@@ -101,6 +124,18 @@ def test_sighup_reloads_the_config_file_and_keeps_the_running_one_when_the_new_o
         cfg.write_text(yaml.safe_dump(new))
         proc.send_signal(signal.SIGHUP)
         assert until(lambda: reloads(url).get("unchanged") == 1.0), reloads(url)
+
+        # another artifact (its own key layout in Redis): its decisions from the next request on
+        other = copy.deepcopy(new)
+        other["router"]["artifact"] = str(other_router[0])
+        cfg.write_text(yaml.safe_dump(other))
+        proc.send_signal(signal.SIGHUP)
+        assert until(lambda: artifacts(url) == {other_router[1]}), artifacts(url)
+        r = httpx.post(url + "/v1/chat/completions", headers={**AUTH, "X-Task-ID": task_id}, timeout=30,
+                       json={"model": "router", "messages": chat(bench.held_out["arc-challenge"][1])})
+        assert r.status_code == 200 and r.headers["x-router-decision"] == "provisional", r.text
+        state = httpx.get(f"{url}/v1/router/tasks/{task_id}", headers=AUTH, timeout=10).json()
+        assert state["artifact"] == other_router[1] and state["n"] == 1  # the task starts afresh under it
     finally:
         proc.terminate()
         proc.wait(30)

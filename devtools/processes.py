@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import time
+from typing import Callable
 
 import httpx
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout_s`` passes (False); generous by default,
+    as CI machines can be loaded."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 120.0) -> None:

@@ -33,12 +33,11 @@ from router_core import coverage as cov
 from router_core import feedback as fb
 from router_core.decision import Decision
 from router_core.router import LabelledSamples, Router
-from router_core.scores import threshold
 
 from . import metrics
 from .config import FeedbackSettings
 from .errors import GatewayError
-from .feedback_store import Counted, FeedbackStore, Outcomes
+from .feedback_store import Counted, FeedbackStore, Outcomes, predicted_right
 from .knobs import Knobs
 from .routing import Choice
 from .task_store import RedisTaskStore, StoreUnavailable
@@ -109,7 +108,7 @@ class Feedback:
         self.rng = rng or random.Random()
         # policy agreement_to_bma weighs each outcome's agreement with its prompt's prediction; a request
         # served after its task's decision was final was not embedded, so its kept prompt is, on feedback
-        self.predict = predict if settings.policy == "agreement_to_bma" and settings.store_prompts else None
+        self.predict = predict if self.params.weighs_agreement and settings.store_prompts else None
 
     # -- the request path -------------------------------------------------------------------
     async def begin(self, choice: Choice, task_id: str | None) -> Choice:
@@ -194,7 +193,7 @@ class Feedback:
         except Exception as exc:  # an embedding failure must not lose the outcome
             log.warning("request %s.%s: its prompt could not be embedded for feedback: %s", rid, task, exc)
             return None
-        return int(threshold(np.asarray(g, dtype=np.float64))[model])
+        return predicted_right(g, model)
 
     # -- coverage -----------------------------------------------------------------------------
     def coverage_of(self, decision: Decision, outcomes: Outcomes | None = None) -> cov.Coverage | None:

@@ -129,6 +129,11 @@ return {gone, kept}
 
 PROMPT_CHUNK = 500  # records deleted per script call when a task that kept prompts is forgotten
 
+
+def predicted_right(predictions: np.ndarray, model: int) -> int:
+    """A record's ``h``: 1 where the prompt's thresholded prediction for ``model`` is "right", else 0."""
+    return int(threshold(np.asarray(predictions, dtype=np.float64))[model])
+
 Status = Literal["counted", "repeat", "unknown"]
 
 
@@ -198,7 +203,7 @@ class FeedbackStore:
             args += ["l", repr(float(lam))]
         if predictions is not None:
             args += ["g", base64.b64encode(np.asarray(predictions, dtype=np.float16).tobytes()).decode(),
-                     "h", int(threshold(np.asarray(predictions, dtype=np.float64))[model])]
+                     "h", predicted_right(predictions, model)]
         if prompt is not None:
             args += ["p", prompt]
         keys = [self.layout.request_key(task, request), self.layout.key(task, "gen"), self.layout.key(task, "prompts")]

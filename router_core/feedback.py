@@ -40,7 +40,6 @@ DEFAULT_SIGMA = 0.05  # per-model prior std where a decision comes without a cal
 # own predictions agreed with their outcomes, where those predictions are known); the default is the
 # one the rule chose
 POLICIES = ("outcome", "reliability_to_bma", "reliability", "agreement_to_bma")
-TO_BMA_ONLY = ("reliability_to_bma", "agreement_to_bma")  # the policies whose p step may only undo a departure
 DEFAULT_POLICY = "reliability_to_bma"
 
 
@@ -68,6 +67,16 @@ class FeedbackParams:
             raise ValueError(f"explore must be in [0, 1), not {self.explore}")
         if self.policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {self.policy!r}")
+
+    @property
+    def to_bma_only(self) -> bool:
+        """Whether the policy's p step may only undo a departure from BMA."""
+        return self.policy in ("reliability_to_bma", "agreement_to_bma")
+
+    @property
+    def weighs_agreement(self) -> bool:
+        """Whether the policy measures p by the outcomes' agreement with their prompts' predictions."""
+        return self.policy == "agreement_to_bma"
 
 
 @dataclass(frozen=True)

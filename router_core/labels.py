@@ -37,10 +37,9 @@ def accuracy_posterior(s3: Array, correct: Array, counted: Array, score_sd: floa
     s3 = np.asarray(s3, dtype=np.float64)
     n = np.asarray(counted, dtype=np.float64)
     prior_prec = 1.0 / max(score_sd, MIN_SD) ** 2
-    a = np.clip(s3, 0.02, 0.98)
     seen = n > 0
     safe_n = np.where(seen, n, 1.0)
-    obs_prec = np.where(seen, safe_n / (a * (1.0 - a)), 0.0)
+    obs_prec = np.where(seen, 1.0 / sc.binomial_var(s3, safe_n), 0.0)
     rate = np.where(seen, np.asarray(correct, dtype=np.float64) / safe_n, 0.0)
     prec = prior_prec + obs_prec
     return (s3 * prior_prec + rate * obs_prec) / prec, np.sqrt(1.0 / prec)

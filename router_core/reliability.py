@@ -219,16 +219,14 @@ def posterior_p(p_hat: Array, s2: Array, errors: ErrorModel, correct: Array,
     if not len(obs):
         return p_hat.copy(), prior_cov
     slope = 2.0 * s2[obs] - 1.0
-    predicted = np.clip((1.0 - s2[obs]) + slope * p_hat[obs], 0.02, 0.98)
-    noise = predicted * (1.0 - predicted) / counted[obs] + errors.identity_sd ** 2
+    noise = sc.binomial_var((1.0 - s2[obs]) + slope * p_hat[obs], counted[obs]) + errors.identity_sd ** 2
     innovation = correct[obs] / counted[obs] - (1.0 - s2[obs]) - slope * p_hat[obs]
     if agree is not None and judged is not None:  # p observed directly where predictions are known
         k = np.asarray(judged, dtype=np.float64)[obs]
         direct = k > 0
         k_safe = np.where(direct, k, 1.0)
-        at = np.clip(p_hat[obs], 0.02, 0.98)
         slope = np.where(direct, 1.0, slope)
-        noise = np.where(direct, at * (1.0 - at) / k_safe, noise)
+        noise = np.where(direct, sc.binomial_var(p_hat[obs], k_safe), noise)
         innovation = np.where(direct, np.asarray(agree, dtype=np.float64)[obs] / k_safe - p_hat[obs], innovation)
     H = np.zeros((len(obs), M))
     H[np.arange(len(obs)), obs] = slope
@@ -239,9 +237,8 @@ def posterior_p(p_hat: Array, s2: Array, errors: ErrorModel, correct: Array,
 
 
 def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: ErrorModel, correct: Array,
-           counted: Array, revisions: int, min_outcomes: int, max_revisions: int,
-           params: RoutingParams | None = None, costs: Array | None = None,
-           to_bma_only: bool = False, agree: Array | None = None, judged: Array | None = None
+           counted: Array, revisions: int, fparams: fb.FeedbackParams, params: RoutingParams | None = None,
+           costs: Array | None = None, agree: Array | None = None, judged: Array | None = None
            ) -> fb.Revision | None:
     """The paper's decision (:func:`decision.paper_pick`, under ``params``' cost knobs and eta) re-made
     with the posterior p, when it differs from ``served``.
@@ -252,19 +249,22 @@ def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: Error
 
     Returns the revision (rule ``reliability``; ``mean``: S3 under the posterior p; ``prob``: P(new pick
     beats BMA), or for a return to BMA P(the served model does not)), or None: a decision already
-    revised, too few outcomes of the served model, no revision allowed (``max_revisions`` 0), the
-    same pick, or (``to_bma_only``) a pick other than BMA. ``agree`` / ``judged``: :func:`posterior_p`'s.
+    revised, too few outcomes of the served model (``fparams.min_outcomes``), no revision allowed
+    (``max_revisions`` 0), the same pick, or a pick other than BMA under a policy that only returns to
+    it. ``agree`` / ``judged`` (:func:`posterior_p`'s) count only under a policy that weighs them.
     """
     params = params or RoutingParams(method="paper")
     counted = np.asarray(counted, dtype=np.float64)
-    if revisions > 0 or max_revisions < 1 or counted[served] < min_outcomes:
+    if revisions > 0 or fparams.max_revisions < 1 or counted[served] < fparams.min_outcomes:
         return None
+    if not fparams.weighs_agreement:
+        agree = judged = None
     p, _ = posterior_p(p_hat, s2, errors, correct, counted, agree, judged)
     s2 = np.asarray(s2, dtype=np.float64)
     n_pos = s2 * n
     s3 = sc.s3_from_s2(s2, p)
     pick, _, prob = paper_pick(n, n_pos, s3, p, bma, costs, params)
-    if pick == served or (to_bma_only and pick != bma):
+    if pick == served or (fparams.to_bma_only and pick != bma):
         return None
     if pick == bma:  # how sure the test is that the served model does not beat BMA
         margin = sc.fallback_margin(n, served, bma, costs, params.epsilon, params.lam)
@@ -279,20 +279,23 @@ def revise_decision(decision: Decision, models: Sequence[str], errors: ErrorMode
     """:func:`revise` on a decision record (outcomes per model in ``models`` order) under the policy of
     ``fparams``; None for the ``outcome`` policy, a decision that is not the paper's S3 (or its
     fallback) or was already revised, or evidence that leaves the pick where it is. ``agree`` /
-    ``judged`` (the outcomes' agreement with their predictions) count only under ``agreement_to_bma``."""
+    ``judged``: the outcomes' agreement with their predictions (:func:`revise`)."""
     if fparams.policy == "outcome" or decision.method not in ("S3", "BMA-fallback") or decision.bma is None:
         return None
     models = list(models)
-    if decision.model not in models or decision.bma not in models or any(
-            m not in decision.s2 or m not in decision.p_hat for m in models):
+    scores = _scores_of(decision, models)
+    if scores is None or decision.bma not in models:
         return None
-    s2 = np.array([decision.s2[m] for m in models])
-    p_hat = np.array([decision.p_hat[m] for m in models])
-    direct = fparams.policy == "agreement_to_bma"
-    return revise(decision.n, s2, p_hat, models.index(decision.bma), models.index(decision.model), errors, correct,
-                  counted, decision.revision, fparams.min_outcomes, fparams.max_revisions, routing, costs,
-                  to_bma_only=fparams.policy in fb.TO_BMA_ONLY, agree=agree if direct else None,
-                  judged=judged if direct else None)
+    return revise(decision.n, *scores, models.index(decision.bma), models.index(decision.model), errors, correct,
+                  counted, decision.revision, fparams, routing, costs, agree, judged)
+
+
+def _scores_of(decision: Decision, models: list[str]) -> tuple[Array, Array] | None:
+    """(S2, p_hat) per model of ``models`` from a decision record; None where it lacks one of them or
+    its model is not among them."""
+    if decision.model not in models or any(m not in decision.s2 or m not in decision.p_hat for m in models):
+        return None
+    return np.array([decision.s2[m] for m in models]), np.array([decision.p_hat[m] for m in models])
 
 
 def measured_p(decision: Decision, models: Sequence[str], errors: ErrorModel, correct: Array, counted: Array,
@@ -302,12 +305,11 @@ def measured_p(decision: Decision, models: Sequence[str], errors: ErrorModel, co
     posterior mean of :func:`posterior_p`. None where that model has no judged outcome or the decision
     lacks a model's S2 or p_hat."""
     models = list(models)
-    if decision.model not in models or any(m not in decision.s2 or m not in decision.p_hat for m in models):
+    scores = _scores_of(decision, models)
+    if scores is None or np.asarray(judged, dtype=np.float64)[models.index(decision.model)] <= 0:
         return None
-    if np.asarray(judged, dtype=np.float64)[models.index(decision.model)] <= 0:
-        return None
-    p, _ = posterior_p(np.array([decision.p_hat[m] for m in models]), np.array([decision.s2[m] for m in models]),
-                       errors, correct, counted, agree, judged)
+    s2, p_hat = scores
+    p, _ = posterior_p(p_hat, s2, errors, correct, counted, agree, judged)
     return float(p[models.index(decision.model)])
 
 

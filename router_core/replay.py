@@ -93,13 +93,10 @@ def reliability_reviser(n: int, s2: np.ndarray, p_hat: np.ndarray, bma: int, err
                         costs: np.ndarray | None) -> Reviser:
     """The paper's decision (from ``n`` prompts: ``s2``, ``p_hat``) re-made with p measured by the
     outcomes (under ``fparams.policy``), then the outcome rule."""
-    direct = fparams.policy == "agreement_to_bma"
-
     def revise(served: int, correct: np.ndarray, counted: np.ndarray, revisions: int, agree: np.ndarray,
                judged: np.ndarray) -> fb.Revision | None:
-        return (rel.revise(n, s2, p_hat, bma, served, errors, correct, counted, revisions, fparams.min_outcomes,
-                           fparams.max_revisions, params, costs, fparams.policy in fb.TO_BMA_ONLY,
-                           agree if direct else None, judged if direct else None)
+        return (rel.revise(n, s2, p_hat, bma, served, errors, correct, counted, revisions, fparams, params, costs,
+                           agree, judged)
                 or fb.revise(belief, served, correct, counted, revisions, fparams))
     return revise
 

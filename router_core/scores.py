@@ -46,6 +46,13 @@ def threshold(g: np.ndarray) -> np.ndarray:
     return (g > 0.5).astype(np.float64)
 
 
+def binomial_var(rate: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The variance of a mean of ``n`` outcomes at ``rate``, the rate clipped to [0.02, 0.98] so that no
+    measurement counts as exact."""
+    a = np.clip(np.asarray(rate, dtype=np.float64), 0.02, 0.98)
+    return np.asarray(a * (1.0 - a) / n, dtype=np.float64)
+
+
 def agreement(g: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
     """How far an outcome y in [0, 1] agrees with the thresholded prediction gbar(g): y where gbar is 1,
     1 - y where it is 0 (for labels, whether the predictor was right: p's summand)."""

@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 import pytest
 
+from devtools.processes import wait_for
 from rawhttp import request
-
-
-def wait_for(predicate, timeout_s: float = 60.0) -> bool:  # generous: CI machines can be loaded
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream-before-first-chunk"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+import yaml
 
 from devtools.processes import wait_http
 from gateway.redis_embedded import die_with_parent, free_port
@@ -52,6 +54,44 @@ def running_upstream(data_dir: Path) -> Iterator[UpstreamHandle]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+class ServedGateway:
+    """`llm-router serve` running in a subprocess on a config file it can be told to read again."""
+
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], config_path: Path) -> None:
+        self.url, self.proc, self.config_path = url, proc, config_path
+
+    def reload(self, config: dict[str, Any]) -> None:
+        """Write ``config`` over the file and signal the server to read it (SIGHUP)."""
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.proc.send_signal(signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def served_gateway(config: dict[str, Any], folder: Path, workers: int = 1,
+                   env: dict[str, str | None] | None = None) -> Iterator[ServedGateway]:
+    """`llm-router serve --workers N` on ``config`` (written to ``folder``/gateway.yaml) in a subprocess,
+    with the tests' API key, for a block; ``env``: variables to set (None: to unset)."""
+    path = folder / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    full_env = {**os.environ, "LLM_ROUTER_TEST_KEY": API_KEY, "HF_HUB_OFFLINE": "1"}
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(path), "--port", str(port),
+                             "--workers", str(workers), "--log-level", "warning"], cwd=ROOT, env=full_env,
+                            preexec_fn=die_with_parent)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/health/readiness", proc, timeout_s=240)
+        yield ServedGateway(url, proc, path)
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def make_config(router_dir: Path, router_models: list[str], upstream_url: str, redis_url: str | None,

@@ -5,19 +5,13 @@ multi-worker process reports metrics summed over its workers."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections import Counter
 
 import httpx
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.redis_embedded import die_with_parent, free_port
-from devtools.processes import wait_http
-from gateway_support import API_KEY, AUTH, MIN_SAMPLES, ROOT, chat
+from gateway_support import AUTH, MIN_SAMPLES, chat, served_gateway
 
 
 
@@ -25,22 +19,11 @@ from gateway_support import API_KEY, AUTH, MIN_SAMPLES, ROOT, chat
 def served(gateway_config, tmp_path_factory):
     """`llm-router serve --workers 2` on the same Redis, artifact and upstream."""
     folder = tmp_path_factory.mktemp("served")
-    cfg = folder / "gateway.yaml"
-    cfg.write_text(yaml.safe_dump(gateway_config))
-    port = free_port()
-    env = {**os.environ, "LLM_ROUTER_TEST_KEY": API_KEY, "HF_HUB_OFFLINE": "1",
-           "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics")}
     (folder / "metrics").mkdir()
     (folder / "metrics" / "stale.db").write_bytes(b"left over from a previous run")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(cfg), "--port", str(port),
-                             "--workers", "2", "--log-level", "warning"], cwd=ROOT, env=env, preexec_fn=die_with_parent)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/health/readiness", proc, timeout_s=240)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with served_gateway(gateway_config, folder, workers=2,
+                        env={"PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics")}) as served:
+        yield served.url
 
 
 async def post(client: httpx.AsyncClient, url: str, prompt: str, task_id: str) -> tuple[str, str, int]:

@@ -4,9 +4,15 @@ on hand-computed cases."""
 import numpy as np
 import pytest
 
+from router_core import feedback as fb
 from router_core import reliability as rel
 
 ERR = rel.ErrorModel(shared_sd=0.05, own_sd=0.05, identity_sd=0.001)
+
+
+def _fparams(policy: str, max_revisions: int = 2) -> fb.FeedbackParams:
+    """The revision rule's knobs of these cases: at least 20 outcomes of the served model."""
+    return fb.FeedbackParams(min_outcomes=20, max_revisions=max_revisions, policy=policy)
 
 
 def test_without_outcomes_the_posterior_is_the_prior():
@@ -60,9 +66,10 @@ def test_agreement_counts_only_under_its_policy():
     t = _departed_task()
     # the departed model's accuracy is as predicted (24 of 30), but its predictions agreed with only 15:
     # p measured at 0.5 undoes the departure under agreement_to_bma, not under reliability_to_bma
-    common = (t["n"], t["s2"], t["p_hat"], t["bma"], 1, ERR, np.array([0.0, 24.0]), np.array([0.0, 30.0]), 0, 20, 2)
-    assert rel.revise(*common, to_bma_only=True) is None
-    out = rel.revise(*common, to_bma_only=True, agree=np.array([0.0, 15.0]), judged=np.array([0.0, 30.0]))
+    common = (t["n"], t["s2"], t["p_hat"], t["bma"], 1, ERR, np.array([0.0, 24.0]), np.array([0.0, 30.0]), 0)
+    agreement = {"agree": np.array([0.0, 15.0]), "judged": np.array([0.0, 30.0])}
+    assert rel.revise(*common, _fparams("reliability_to_bma"), **agreement) is None
+    out = rel.revise(*common, _fparams("agreement_to_bma"), **agreement)
     assert out is not None and out.model == 0 and out.rule == "reliability"
 
 
@@ -104,24 +111,24 @@ def test_a_departure_whose_outcomes_undercut_p_goes_back_to_bma():
     # the departed model: 12 right of 30 (predicted 0.8): p for both falls toward 0.5, and with it the
     # fallback test's confidence
     out = rel.revise(t["n"], t["s2"], t["p_hat"], t["bma"], 1, ERR, np.array([0.0, 12.0]),
-                     np.array([0.0, 30.0]), 0, min_outcomes=20, max_revisions=2)
+                     np.array([0.0, 30.0]), 0, _fparams("reliability"))
     assert out is not None and out.rule == "reliability"
     # model 1's S2 is 1, so its S3 under the posterior (the revision's mean) is its posterior p
     assert out.model == 0 and out.mean[1] < 0.7 and 0.5 < out.prob <= 1.0
     # the same record, too short, or the cap reached: no revision
     assert rel.revise(t["n"], t["s2"], t["p_hat"], 0, 1, ERR, np.array([0.0, 6.0]), np.array([0.0, 15.0]),
-                      0, min_outcomes=20, max_revisions=2) is None
+                      0, _fparams("reliability")) is None
     assert rel.revise(t["n"], t["s2"], t["p_hat"], 0, 1, ERR, np.array([0.0, 12.0]), np.array([0.0, 30.0]),
-                      0, min_outcomes=20, max_revisions=0) is None
+                      0, _fparams("reliability", max_revisions=0)) is None
     # a decision already revised (on direct evidence, say) is not re-made from the paper's scores
     assert rel.revise(t["n"], t["s2"], t["p_hat"], 0, 1, ERR, np.array([0.0, 12.0]), np.array([0.0, 30.0]),
-                      1, min_outcomes=20, max_revisions=2) is None
+                      1, _fparams("reliability")) is None
 
 
 def test_outcomes_that_confirm_the_departure_keep_it():
     t = _departed_task()
     out = rel.revise(t["n"], t["s2"], t["p_hat"], t["bma"], 1, ERR, np.array([0.0, 29.0]),
-                     np.array([0.0, 30.0]), 0, min_outcomes=20, max_revisions=2)
+                     np.array([0.0, 30.0]), 0, _fparams("reliability"))
     assert out is None
 
 
@@ -129,9 +136,9 @@ def test_to_bma_only_never_departs():
     # served BMA (model 0) with a strong record: p rises and model 1 would now clear the test
     t = _departed_task()
     args = (t["n"], t["s2"], t["p_hat"], 0, 0, ERR, np.array([200.0, 0.0]), np.array([200.0, 0.0]), 0)
-    free = rel.revise(*args, min_outcomes=20, max_revisions=2)
+    free = rel.revise(*args, _fparams("reliability"))
     assert free is not None and free.model == 1
-    assert rel.revise(*args, min_outcomes=20, max_revisions=2, to_bma_only=True) is None
+    assert rel.revise(*args, _fparams("reliability_to_bma")) is None
 
 
 def test_score_sd_is_the_within_task_spread_of_s3s_miss():
@@ -228,7 +235,6 @@ def _record(method: str = "S3", revision: int = 0):
 
 
 def test_a_decision_record_is_revised_under_the_feedback_policy():
-    from router_core import feedback as fb
     from router_core.decision import RoutingParams
 
     correct, counted = np.array([0.0, 12.0]), np.array([0.0, 30.0])

@@ -27,22 +27,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
-def real_prompts(n: int, seed: int = 0) -> list[str]:
-    """``n`` distinct prompts, an equal share from each shared benchmark folder."""
-    from router_core import data
-
-    root = data.shared_data_root()
-    folders = sorted(p for p in root.iterdir() if (p / "records.jsonl.gz").exists())
-    if not folders:
-        raise SystemExit(f"no benchmark folders under {root}; set ROUTER_SHARED_DATA")
-    rng = np.random.default_rng(seed)
-    out: list[str] = []
-    for i, folder in enumerate(folders):
-        prompts = list(dict.fromkeys(data.load(folder).prompts))
-        share = (n - len(out)) // (len(folders) - i)
-        out += [prompts[j] for j in rng.choice(len(prompts), min(share, len(prompts)), replace=False)]
-    return out
+from real_prompts import real_prompts  # benchmarks/real_prompts.py
 
 
 def run(n_prompts: int, n_single: int) -> dict[str, Any]:

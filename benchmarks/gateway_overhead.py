@@ -1,6 +1,7 @@
 """Gateway overhead, side by side in one run on one machine, against the same local upstream.
 
-Scenarios (all POST /v1/chat/completions, one short user message), by their ``--json`` key:
+Scenarios (all POST /v1/chat/completions with one user message: the same short question, or with
+``--prompts real`` real benchmark prompts in turn), by their ``--json`` key:
 
 * ``direct``                   the local upstream itself (the baseline every overhead is measured against)
 * ``gateway_cached``           our gateway, ``model: router`` with a task whose decision is final in Redis
@@ -24,7 +25,7 @@ one server runs at a time (each is stopped before the next starts). ``--json OUT
 keyed by scenario: ``c1_p50``, ``c1_p99``, ``c32_p50``, ``c32_p99`` (ms), ``c32_rps``, and ``load1``
 (the 1-minute load average when the row was done). Usage::
 
-    .venv/bin/python benchmarks/gateway_overhead.py [--duration 10] [--skip-litellm] [--json OUT]
+    .venv/bin/python benchmarks/gateway_overhead.py [--duration 10] [--skip-litellm] [--prompts short|real] [--json OUT]
 """
 
 from __future__ import annotations
@@ -50,29 +51,50 @@ from devtools.demo import demo_config, ensure_router  # noqa: E402  (after the s
 from devtools.otlp_receiver import OtlpReceiver  # noqa: E402
 from devtools.processes import stop_all, wait_http  # noqa: E402
 from gateway.redis_embedded import EmbeddedRedis, die_with_parent, free_port  # noqa: E402
+from real_prompts import real_prompts  # noqa: E402  (benchmarks/real_prompts.py)
 
 LITELLM_PIN = "litellm[proxy]==1.106.12"
 MODEL = "mistralai/mistral-7b-chat"
 PROMPT = "Which gas do plants absorb from the air?"
 
+PROMPT_CHARS = 2000  # a real prompt is cut here in the request body (the encoder reads its first 256 tokens)
+
+# Every request's user message is the next of PROMPTS (JSON strings, in turn); a fresh request appends a
+# variant unique to its wrk thread and count. wrk runs one Lua state per thread, each with the same
+# math.random sequence, so the thread's number (set in setup) is part of the variant: without it the
+# two threads sent the same "fresh" prompts and task IDs, half of them embedding-cache hits.
 WRK_SCRIPT = """
 counter = 0
+threads = 0
 local mode = os.getenv("BENCH_MODE") or "plain"
+local prompts = {
+PROMPTS
+}
+setup = function(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 request = function()
   counter = counter + 1
   local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer bench"}
-  local prompt = "%s"
+  local prompt = prompts[(counter % #prompts) + 1]
   if mode == "cached" then headers["X-Task-ID"] = "bench-cached" end
   if mode == "fresh" then
-    local id = tostring(math.random(1, 1000000000)) .. "-" .. counter
+    local id = tostring(tid or 0) .. "-" .. tostring(math.random(1, 1000000000)) .. "-" .. counter
     headers["X-Task-ID"] = "bench-fresh-" .. id
-    prompt = prompt .. " (variant " .. id .. ")"
+    prompt = prompt:sub(1, -2) .. " (variant " .. id .. ')"'
   end
-  local body = '{"model": "' .. os.getenv("BENCH_MODEL") .. '", "messages": [{"role": "user", "content": "'
-    .. prompt .. '"}]}'
+  local body = '{"model": "' .. os.getenv("BENCH_MODEL") .. '", "messages": [{"role": "user", "content": '
+    .. prompt .. '}]}'
   return wrk.format("POST", nil, headers, body)
 end
-""" % PROMPT
+"""
+
+
+def wrk_script(prompts: list[str]) -> str:
+    """The wrk script sending ``prompts`` in turn (each JSON-quoted inside a Lua long string)."""
+    quoted = [json.dumps(p[:PROMPT_CHARS]) for p in prompts]
+    return WRK_SCRIPT.replace("PROMPTS", ",\n".join(f"[==[{q}]==]" for q in quoted if "]==]" not in q))
 
 
 def start(cmd: list[str], url: str, env: dict[str, str] | None = None, timeout_s: float = 240) -> subprocess.Popen:
@@ -142,6 +164,9 @@ def main() -> None:
     ap.add_argument("--skip-litellm", action="store_true")
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="measure these scenarios only")
     ap.add_argument("--json", type=Path, help="write the rows here as JSON, keyed by scenario")
+    ap.add_argument("--prompts", choices=["short", "real"], default="short",
+                    help="short: one short question (every request); real: 1,000 prompts drawn from the shared "
+                         "benchmark folders (benchmarks/real_prompts.py), cut at 2,000 characters, sent in turn")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
@@ -151,7 +176,7 @@ def main() -> None:
     models = list(manifest["models"])
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     script = work / "bench.lua"
-    script.write_text(WRK_SCRIPT)
+    script.write_text(wrk_script(real_prompts(1000) if args.prompts == "real" else [PROMPT]))
     py = [sys.executable, "-m", "gateway"]
     procs: list[subprocess.Popen] = []
     redis = EmbeddedRedis(work / "redis").start()
@@ -234,6 +259,7 @@ def main() -> None:
         redis.stop()
         shutil.rmtree(work, ignore_errors=True)
 
+    print(f"\nprompts: {args.prompts}", end="")
     report(results, args.duration, load_start, os.getloadavg())
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -27,6 +27,11 @@ from .embed import BATCH_SIZE, DIM, MAX_SEQ_LENGTH, MODEL_NAME, default_cache_di
 
 ENCODER_DIR_ENV = "ROUTER_ENCODER_DIR"
 EXPORT_META = "export.json"
+#: the exported graph's format, in export.json as "graph": 2 is the TorchScript export with eager attention
+#: (ONNX Runtime fuses its attention, LayerNorm and GELU at load; 1.2-1.3x the batch throughput of 1, the
+#: dynamo export, whose decomposed attention it does not fuse: docs/performance.md). An older export
+#: still serves; ``locate`` replaces it where torch can export.
+GRAPH_VERSION = 2
 EXPORT_HINT = ("run `llm-router export-encoder` once where torch is installed (pip install 'llm-router[torch]'), "
                f"then point {ENCODER_DIR_ENV} (or the embedding cache directory) at the result; "
                "or select the torch encoder backend")
@@ -72,6 +77,12 @@ def export_dir_name(digest: str) -> str:
     return f"{MODEL_NAME}-{digest[:16]}"
 
 
+def graph_version(export: Path) -> int:
+    """The format of the graph in ``export`` (1 for exports written before export.json recorded it)."""
+    meta = json.loads((export / EXPORT_META).read_text(encoding="utf-8"))
+    return int(meta.get("graph", 1))
+
+
 def find_export(root: Path) -> Path | None:
     """The export of the installed weights; without the weights package, the newest export under ``root``."""
     weights = weights_path()
@@ -89,9 +100,10 @@ def can_export() -> bool:
 
 
 def locate(root: Path, export_if_missing: bool = True) -> Path:
-    """The exported encoder under ``root``, exporting it first where torch allows."""
+    """The exported encoder under ``root``, exporting it first where torch allows (also to replace an
+    export of an older graph format; without torch that one serves as it is)."""
     found = find_export(root)
-    if found is not None:
+    if found is not None and (graph_version(found) >= GRAPH_VERSION or not (export_if_missing and can_export())):
         return found
     if export_if_missing and can_export():
         from .onnx_export import export

@@ -180,3 +180,23 @@ main()
     assert "no exported ONNX encoder" in proc.stderr and "llm-router export-encoder" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "router").exists()
+
+
+def test_older_graph_replaced_where_torch_can_export(onnx_encoder, tmp_path, monkeypatch):
+    """An export of an older graph format (export.json without "graph") is exported again where torch
+    is installed, and served as it is where it is not (or where exporting is off)."""
+    from router_core import onnx_encoder as oe
+    from router_core import onnx_export
+
+    old = tmp_path / onnx_encoder.path.name
+    old.mkdir()
+    meta = json.loads((onnx_encoder.path / oe.EXPORT_META).read_text())
+    del meta["graph"]
+    (old / oe.EXPORT_META).write_text(json.dumps(meta))
+    assert oe.graph_version(old) == 1 < oe.GRAPH_VERSION == oe.graph_version(onnx_encoder.path)
+    exported: list[Path] = []
+    monkeypatch.setattr(onnx_export, "export", lambda root, force=False: exported.append(root) or onnx_encoder.path)
+    assert oe.locate(tmp_path) == onnx_encoder.path and exported == [tmp_path]
+    assert oe.locate(tmp_path, export_if_missing=False) == old
+    monkeypatch.setattr(oe, "can_export", lambda: False)
+    assert oe.locate(tmp_path) == old and exported == [tmp_path]

@@ -33,11 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +61,17 @@ PROMPT = "Which gas do plants absorb from the air?"
 
 PROMPT_CHARS = 2000  # a real prompt is cut here in the request body (the encoder reads its first 256 tokens)
 
-# Every request's user message is the next of PROMPTS (JSON strings, in turn); a fresh request appends a
-# variant unique to its wrk thread and count. wrk runs one Lua state per thread, each with the same
-# math.random sequence, so the thread's number (set in setup) is part of the variant: without it the
-# two threads sent the same "fresh" prompts and task IDs, half of them embedding-cache hits.
+# Every request's user message is the next of PROMPTS (JSON strings, in turn); a fresh request's task ID
+# and prompt variant are unique to the wrk run (BENCH_RUN, new for every run), its thread (numbered in
+# setup) and its count. An earlier version drew them from math.random, which wrk never seeds: every
+# run, and both threads of a run, drew the same sequence, so a "fresh" request repeated the task IDs and
+# prompt texts of the warm-up, of the other thread and of the scenarios before it (the embedding cache
+# is shared), and most were no fresh task at all.
 WRK_SCRIPT = """
 counter = 0
 threads = 0
 local mode = os.getenv("BENCH_MODE") or "plain"
+local run = os.getenv("BENCH_RUN") or "0"
 local prompts = {
 PROMPTS
 }
@@ -80,7 +85,7 @@ request = function()
   local prompt = prompts[(counter % #prompts) + 1]
   if mode == "cached" then headers["X-Task-ID"] = "bench-cached" end
   if mode == "fresh" then
-    local id = tostring(tid or 0) .. "-" .. tostring(math.random(1, 1000000000)) .. "-" .. counter
+    local id = run .. "-" .. tostring(tid or 0) .. "-" .. counter
     headers["X-Task-ID"] = "bench-fresh-" .. id
     prompt = prompt:sub(1, -2) .. " (variant " .. id .. ')"'
   end
@@ -121,7 +126,8 @@ def litellm_venv(where: Path) -> Path:
 def wrk(url: str, model: str, mode: str, connections: int, duration: int, script: Path) -> dict[str, float]:
     out = subprocess.run(["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{duration}s",
                           "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, env={**os.environ, "BENCH_MODE": mode, "BENCH_MODEL": model},
+                         capture_output=True, text=True,
+                         env={**os.environ, "BENCH_MODE": mode, "BENCH_MODEL": model, "BENCH_RUN": uuid.uuid4().hex},
                          check=True).stdout
     def ms(label: str) -> float:
         m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -176,7 +182,11 @@ def main() -> None:
     models = list(manifest["models"])
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     script = work / "bench.lua"
-    script.write_text(wrk_script(real_prompts(1000) if args.prompts == "real" else [PROMPT]))
+    prompts = [PROMPT]
+    if args.prompts == "real":  # shuffled: real_prompts gives them folder by folder
+        prompts = real_prompts(1000)
+        random.Random(0).shuffle(prompts)
+    script.write_text(wrk_script(prompts))
     py = [sys.executable, "-m", "gateway"]
     procs: list[subprocess.Popen] = []
     redis = EmbeddedRedis(work / "redis").start()

@@ -22,8 +22,9 @@ Scenarios (all POST /v1/chat/completions with one user message: the same short q
 Latency: ``wrk`` with 1 connection (sequential) and with 32 connections; throughput is wrk's
 requests/s at 32 connections. Every server runs with one worker unless its name says otherwise, and
 one server runs at a time (each is stopped before the next starts). ``--json OUT`` writes the rows
-keyed by scenario: ``c1_p50``, ``c1_p99``, ``c32_p50``, ``c32_p99`` (ms), ``c32_rps``, and ``load1``
-(the 1-minute load average when the row was done). Usage::
+keyed by scenario: ``c1_p50``, ``c1_p99``, ``c32_p50``, ``c32_p99`` (ms), ``c32_rps``, ``c32_cpu_ms`` (the
+server's own user + system CPU per request at 32 connections, its worker processes included, from /proc)
+and ``load1`` (the 1-minute load average when the row was done). Usage::
 
     .venv/bin/python benchmarks/gateway_overhead.py [--duration 10] [--skip-litellm] [--prompts short|real] [--json OUT]
 """
@@ -134,10 +135,26 @@ def wrk(url: str, model: str, mode: str, connections: int, duration: int, script
         value, unit = float(m.group(1)), m.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     if non2xx:
         raise RuntimeError(f"{url} {mode}: {non2xx.group(1)} failed responses")
-    return {"p50": ms("50"), "p99": ms("99"), "rps": rps}
+    return {"p50": ms("50"), "p99": ms("99"), "rps": rps, "requests": requests}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its child processes (the workers of ``serve --workers N``),
+    from /proc: the server's own CPU per request, which waiting for a core on a shared machine does not inflate."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+        except OSError:
+            continue  # a process that ended meanwhile
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 #: (json key, table label) in the order they are measured and printed
@@ -153,13 +170,16 @@ SCENARIOS = {"direct": "direct (local upstream)",
              "litellm_proxy": "LiteLLM Proxy 1.106.12"}
 
 
-def measure(url: str, model: str, mode: str, duration: int, script: Path) -> dict[str, float]:
-    """One scenario's row: a warm-up, then 1 and 32 connections."""
+def measure(url: str, model: str, mode: str, duration: int, script: Path, pid: int) -> dict[str, float]:
+    """One scenario's row: a warm-up, then 1 and 32 connections; ``pid`` is the server's process, whose CPU
+    per request at 32 connections is the row's ``c32_cpu_ms``."""
     wrk(url, model, mode, 1, 2, script)  # warm-up
     c1 = wrk(url, model, mode, 1, duration, script)
+    cpu0 = cpu_seconds(pid)
     c32 = wrk(url, model, mode, 32, duration, script)
+    cpu_ms = (cpu_seconds(pid) - cpu0) * 1e3 / max(1, c32["requests"])
     return {"c1_p50": c1["p50"], "c1_p99": c1["p99"], "c32_p50": c32["p50"], "c32_p99": c32["p99"],
-            "c32_rps": c32["rps"], "load1": round(os.getloadavg()[0], 2)}
+            "c32_rps": c32["rps"], "c32_cpu_ms": round(cpu_ms, 2), "load1": round(os.getloadavg()[0], 2)}
 
 
 def main() -> None:
@@ -193,18 +213,19 @@ def main() -> None:
     load_start = os.getloadavg()
     results: dict[str, dict[str, float]] = {}
 
-    def run(key: str, url: str, model: str, mode: str) -> None:
+    def run(key: str, url: str, model: str, mode: str, server: subprocess.Popen) -> None:
         if key in wanted:
-            results[key] = measure(url, model, mode, args.duration, script)
+            results[key] = measure(url, model, mode, args.duration, script, server.pid)
             print(f"  measured {key} (load {results[key]['load1']})", file=sys.stderr)
 
     try:
         up_port = free_port()
         upstream = f"http://127.0.0.1:{up_port}/v1"
-        procs.append(start([*py, "upstream", "--port", str(up_port), *sum((["--models", m] for m in models), [])],
-                           upstream + "/models"))
+        upstream_proc = start([*py, "upstream", "--port", str(up_port), *sum((["--models", m] for m in models), [])],
+                              upstream + "/models")
+        procs.append(upstream_proc)
         base_cfg = demo_config((args.state / "demo-router").resolve(), models, None, upstream, redis.url)
-        run("direct", upstream + "/chat/completions", MODEL, "plain")
+        run("direct", upstream + "/chat/completions", MODEL, "plain", upstream_proc)
 
         def gateway(name: str, workers: int = 1, **sections: Any) -> tuple[subprocess.Popen, str]:
             """One gateway (the demo config plus ``sections``), started; stop it with ``stop_all``."""
@@ -223,9 +244,9 @@ def main() -> None:
                                json={"model": "router", "messages": [{"role": "user", "content": f"{PROMPT} {i}"}]})
                 r.raise_for_status()
             assert r.headers["x-router-decision"] in ("final", "cached"), r.headers
-            run("gateway_cached", gw, "router", "cached")
-            run("gateway_fresh", gw, "router", "fresh")
-            run("gateway_explicit", gw, MODEL, "plain")
+            run("gateway_cached", gw, "router", "cached", proc)
+            run("gateway_fresh", gw, "router", "fresh", proc)
+            run("gateway_explicit", gw, MODEL, "plain", proc)
         finally:
             stop_all([proc])
         variants: list[tuple[str, str, int, dict[str, Any]]] = [
@@ -237,14 +258,14 @@ def main() -> None:
             if key in wanted:
                 proc, url = gateway(key, workers, **sections)
                 try:
-                    run(key, url, "router", mode)
+                    run(key, url, "router", mode, proc)
                 finally:
                     stop_all([proc])
         if "gateway_cached_tracing" in wanted:
             with OtlpReceiver(keep=False) as rx:
                 proc, url = gateway("gateway_cached_tracing", tracing={"endpoint": rx.endpoint})
                 try:
-                    run("gateway_cached_tracing", url, "router", "cached")
+                    run("gateway_cached_tracing", url, "router", "cached", proc)
                 finally:
                     stop_all([proc])
                 print(f"  tracing: {rx.count} spans in {rx.requests} OTLP export requests", file=sys.stderr)
@@ -261,7 +282,7 @@ def main() -> None:
                          env={"LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
                               "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"})
             try:
-                run("litellm_proxy", f"http://127.0.0.1:{ll_port}/v1/chat/completions", MODEL, "plain")
+                run("litellm_proxy", f"http://127.0.0.1:{ll_port}/v1/chat/completions", MODEL, "plain", proc)
             finally:
                 stop_all([proc])
     finally:
@@ -283,13 +304,13 @@ def report(results: dict[str, dict[str, float]], duration: int, load_start: tupl
           f"load average (1/5/15 min) at start {' '.join(f'{x:.2f}' for x in load_start)}, "
           f"at end {' '.join(f'{x:.2f}' for x in load_end)}; overhead = p50 - direct p50\n")
     print("| scenario | c=1 p50 ms | c=1 p99 ms | c=1 overhead ms | c=32 p50 ms | c=32 p99 ms | req/s at c=32 "
-          "| req/s vs direct | load (1 min) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| req/s vs direct | server CPU ms / request (c=32) | load (1 min) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key, r in results.items():
         over = f"{r['c1_p50'] - base['c1_p50']:.2f}" if base else "-"
         vs = f"{r['c32_rps'] / base['c32_rps']:.2f}" if base else "-"
         print(f"| {SCENARIOS[key]} | {r['c1_p50']:.2f} | {r['c1_p99']:.2f} | {over} | {r['c32_p50']:.2f} | "
-              f"{r['c32_p99']:.2f} | {r['c32_rps']:.0f} | {vs} | {r['load1']:.2f} |")
+              f"{r['c32_p99']:.2f} | {r['c32_rps']:.0f} | {vs} | {r['c32_cpu_ms']:.2f} | {r['load1']:.2f} |")
 
     def ratio(label: str, a: float, b: float) -> None:
         print(f"{label}: {a:.2f} / {b:.2f} = {a / b:.2f}")

@@ -171,6 +171,11 @@ class OnnxEncoder:
         self._pad_id = tok.token_to_id("[PAD]") or 0
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No busy-waiting between runs: the pool's threads otherwise spin after every call, on the cores the
+        # event loop and the other requests need (in the gateway's fresh path at 32 connections the pool
+        # thread used 6.3 of 8 CPU-seconds while the calling thread used 1.6). Measured, docs/performance.md:
+        # 10-22 % less gateway CPU per fresh request, 30 % less CPU per single short prompt, same latency.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
         self._session = ort.InferenceSession(str(export / "model.onnx"), opts, providers=["CPUExecutionProvider"])

@@ -67,7 +67,7 @@ PROMPT_CHARS = 2000  # a real prompt is cut here in the request body (the encode
 # setup) and its count. An earlier version drew them from math.random, which wrk never seeds: every
 # run, and both threads of a run, drew the same sequence, so a "fresh" request repeated the task IDs and
 # prompt texts of the warm-up, of the other thread and of the scenarios before it (the embedding cache
-# is shared), and most were no fresh task at all.
+# is shared): many, at 32 connections nearly all, were no fresh task at all.
 WRK_SCRIPT = """
 counter = 0
 threads = 0

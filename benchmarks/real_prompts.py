@@ -2,16 +2,12 @@
 
 Shared by ``embedding.py`` and ``gateway_overhead.py --prompts real``, so that both time the encoder on
 the prompts a deployment sees rather than one short sentence (ROUTER_SHARED_DATA overrides the folder).
+Its callers put the repository root on ``sys.path`` first.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def real_prompts(n: int, seed: int = 0) -> list[str]:

@@ -91,4 +91,3 @@ async def reload_config(app: FastAPI, path: Path) -> Result:
     log.info("config %s reloaded: artifact %s, %d models, aliases %s", path, learned.version, len(learned.models),
              ", ".join(settings.alias_names))
     return "applied"
-

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.requests import Request
 
-from router_core.router import Router
-
 from router_core.embed import Encoder
+from router_core.router import Router
 
 from .config import GatewayConfig
 from .embed_batcher import EmbeddingBatcher

@@ -14,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway_support import AUTH, MIN_SAMPLES, chat, served_gateway
 
 
-
 @pytest.fixture(scope="module")
 def served(gateway_config, tmp_path_factory):
     """`llm-router serve --workers 2` on the same Redis, artifact and upstream."""

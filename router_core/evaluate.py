@@ -17,7 +17,7 @@ and the fallback's Monte-Carlo seed; method figures are averaged over repeats.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -27,6 +27,7 @@ from . import feedback as fb
 from . import labels as label_evidence
 from . import loto
 from . import reliability as rel
+from . import ridge
 from . import scores as sc
 from . import selfcheck
 from .data import BenchmarkData
@@ -34,7 +35,7 @@ from .decision import LABEL_EVIDENCE, LABELS_IN_POOL, RoutingParams, decide_cali
 from .state import TaskAggregates
 
 METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain",
-           "S3_local_uncertain", "S3_combined_uncertain", "S3_posterior", "S3_evidence",
+           "S3_local_uncertain", "S3_combined_uncertain", "S3_posterior", "ridge", "ridge_selfcheck", "S3_evidence",
            "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior",
            "S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
 # the candidates for the default (docs/results.md, "How the default is chosen"), all scored without the
@@ -45,8 +46,10 @@ METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfchec
 # S3's error measured on the training tasks; S3_local_uncertain / S3_combined_uncertain: the same test
 # for S3 with the nested local p / with p_hat and the local p combined by their measured errors;
 # S3_posterior: each model's relative accuracy from the training record (prior) and S3 (measurement)
+# ridge / ridge_selfcheck: a ridge head on the embeddings instead of the kNN predictor, its constants chosen
+# by inner leave-one-task-out (router_core.ridge)
 CANDIDATES = ("S3_nested", "S3_selfcheck", "S3_uncertain", "S3_local_uncertain", "S3_combined_uncertain",
-              "S3_posterior", "calibrated", "calibrated_full")
+              "S3_posterior", "ridge", "ridge_selfcheck", "calibrated", "calibrated_full")
 PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
 # evidence" and the two labels candidates after it): the paper's (labels join the neighbour pool), the
@@ -62,6 +65,9 @@ CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner L
                                              "(not a method yet)",
                     "S3_posterior": "a posterior per model: the training record as the prior, S3 as the "
                                     "measurement (not a method yet)",
+                    "ridge": "a ridge head on the embeddings, lambda by inner LOTO, no fallback (not a method yet)",
+                    "ridge_selfcheck": "a ridge head on the embeddings, lambda and the margin over BMA by inner "
+                                       "LOTO (not a method yet)",
                     "calibrated": "calibrated", "calibrated_full": "calibrated"}
 
 
@@ -92,6 +98,8 @@ class Nested:
     combined_w: float = 0.5  # the weight on p_hat
     # the training record's prior on each model's relative accuracy (reliability.record_prior)
     prior: tuple[np.ndarray, float] | None = None
+    # the ridge head's picks for the held-out task (router_core.ridge.held_out_picks)
+    ridge: dict[str, int] = field(default_factory=dict)
 MAX_LABELLED = 50
 
 
@@ -146,6 +154,7 @@ def default_calibrations(data: BenchmarkData, vectors: np.ndarray, params: Routi
     if worlds.names != table.task_names:
         raise AssertionError("task order differs between the LOTO table and its nested worlds")
     sizes = np.bincount(worlds.task_of, minlength=len(worlds.names))
+    grams = ridge.Grams.of_pool(vectors, worlds.task_of, data.labels, len(worlds.names))
     out = []
     for b in range(len(table.task_names)):
         feats = worlds.features(b)
@@ -158,7 +167,8 @@ def default_calibrations(data: BenchmarkData, vectors: np.ndarray, params: Routi
         eta = selfcheck.inner_eta(feats, sizes, usable, params.bandwidth, params.draws, params.seed)
         hats = rel.held_out_p_hat(feats.u, feats.p, usable, params.bandwidth)  # each training task's p_hat
         errors = rel.fit_error_model(feats.u, feats.p, feats.s2, feats.accuracy, usable, params.bandwidth, hats)
-        out.append(Nested(fits, feats.u, feats.p, eta, errors, **_measured(feats, b, usable, hats, params.bandwidth)))
+        out.append(Nested(fits, feats.u, feats.p, eta, errors, **_measured(feats, b, usable, hats, params.bandwidth),
+                          ridge=ridge.held_out_picks(grams, feats.accuracy, b, usable)))
     return out
 
 
@@ -231,7 +241,8 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         uncertain, _ = rel.uncertain_pick(s3_nested, argmax, bma, nested.errors.score_sd, params.eta)
         paper = idx[dec_nested.model]  # where too few training tasks measure anything
         better = {"S3_posterior": paper if nested.prior is None
-                  else rel.posterior_pick(s3_nested, *nested.prior, nested.errors.score_sd, bma, params.eta)}
+                  else rel.posterior_pick(s3_nested, *nested.prior, nested.errors.score_sd, bma, params.eta),
+                  **nested.ridge}
         for name, p_x, sd in (("S3_local_uncertain", nested.p_local, nested.local_sd),
                               ("S3_combined_uncertain", nested.p_combined, nested.combined_sd)):
             if p_x is None:

@@ -25,6 +25,7 @@ from . import scores as sc
 LAMBDAS: tuple[float, ...] = (1.0, 10.0, 100.0)
 TAUS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, math.inf)
 TIE = 1e-9
+CHUNK = 32
 
 Array = NDArray[np.float64]
 
@@ -83,35 +84,57 @@ def pick(r: Array, bma: int, tau: float) -> int:
     return best if best == bma or r[best] - r[bma] > tau else bma
 
 
-def inner_choice(grams: Grams, accuracy: Array, train: NDArray[np.int64], lambdas: tuple[float, ...] = LAMBDAS,
-                 taus: tuple[float, ...] = TAUS) -> tuple[float, float]:
-    """(lambda, tau) whose decisions were most accurate on ``train`` tasks, each decided by a head and a
-    BMA from the other ``train`` tasks (ties: the larger tau, then the larger lambda). With fewer than
-    three training tasks nothing is measured: the most cautious pair."""
+def inner_scores(grams: Grams, accuracy: Array, train: NDArray[np.int64], lambdas: tuple[float, ...] = LAMBDAS,
+                 taus: tuple[float, ...] = TAUS) -> dict[tuple[float, float], float]:
+    """For each (lambda, tau): the mean true accuracy of the decisions on the ``train`` tasks, each task
+    decided by a head and a BMA from the other ``train`` tasks. The heads are solved ``CHUNK`` tasks at a
+    time, which bounds the stacked (chunk, d+1, d+1) temporaries whatever the number of tasks."""
     train = np.asarray(train, dtype=np.int64)
-    if len(train) < 3:
-        return lambdas[-1], taus[-1]
     total_xtx, total_xty = grams.xtx[train].sum(axis=0), grams.xty[train].sum(axis=0)
     bmas = [sc.best_on_average(accuracy[np.setdiff1d(train, [t])]) for t in train]
     score: dict[tuple[float, float], float] = {}
     for lam in lambdas:
-        w = solve(total_xtx[None] - grams.xtx[train], total_xty[None] - grams.xty[train], lam)  # (T, d+1, M)
-        r = np.einsum("td,tdm->tm", grams.mean_x[train], w)
+        r = np.empty((len(train), total_xty.shape[1]))
+        for start in range(0, len(train), CHUNK):
+            part = train[start:start + CHUNK]
+            w = solve(total_xtx[None] - grams.xtx[part], total_xty[None] - grams.xty[part], lam)  # (T, d+1, M)
+            r[start:start + CHUNK] = np.einsum("td,tdm->tm", grams.mean_x[part], w)
         for tau in taus:
             accs = [np.nan_to_num(accuracy[t, pick(r[i], bmas[i], tau)]) for i, t in enumerate(train)]
             score[(lam, tau)] = float(np.mean(accs))
-    best = max(score.values())
-    return max((key for key, s in score.items() if s >= best - TIE), key=lambda key: (key[1], key[0]))
+    return score
+
+
+def best_pair(score: dict[tuple[float, float], float], taus: tuple[float, ...]) -> tuple[float, float]:
+    """The most accurate (lambda, tau) with tau in ``taus`` (ties: the larger tau, then the larger lambda)."""
+    allowed = {key: s for key, s in score.items() if key[1] in taus}
+    best = max(allowed.values())
+    return max((key for key, s in allowed.items() if s >= best - TIE), key=lambda key: (key[1], key[0]))
+
+
+def inner_choice(grams: Grams, accuracy: Array, train: NDArray[np.int64], lambdas: tuple[float, ...] = LAMBDAS,
+                 taus: tuple[float, ...] = TAUS) -> tuple[float, float]:
+    """(lambda, tau) whose decisions were most accurate on the ``train`` tasks (:func:`inner_scores`).
+    With fewer than three training tasks nothing is measured: the most cautious pair."""
+    if len(train) < 3:
+        return lambdas[-1], taus[-1]
+    return best_pair(inner_scores(grams, accuracy, train, lambdas, taus), taus)
+
+
+#: the two candidates and the margins each may choose from
+CANDIDATE_TAUS: dict[str, tuple[float, ...]] = {"ridge": (0.0,), "ridge_selfcheck": TAUS}
 
 
 def held_out_picks(grams: Grams, accuracy: Array, b: int, usable: NDArray[np.bool_]) -> dict[str, int]:
     """The two candidates' picks for held-out task ``b`` from the ``usable`` tasks other than b:
-    ``ridge`` (tau 0, lambda by inner leave-one-task-out) and ``ridge_selfcheck`` (both chosen)."""
+    ``ridge`` (tau 0, lambda by inner leave-one-task-out) and ``ridge_selfcheck`` (both chosen), from
+    one inner leave-one-task-out."""
     train = np.flatnonzero(usable & (np.arange(len(usable)) != b))
     bma = sc.best_on_average(accuracy[train])
+    score = inner_scores(grams, accuracy, train) if len(train) >= 3 else None
     out = {}
-    for name, taus in (("ridge", (0.0,)), ("ridge_selfcheck", TAUS)):
-        lam, tau = inner_choice(grams, accuracy, train, taus=taus)
+    for name, taus in CANDIDATE_TAUS.items():
+        lam, tau = (LAMBDAS[-1], taus[-1]) if score is None else best_pair(score, taus)
         r = grams.mean_x[b] @ grams.weights(train, lam)
         out[name] = pick(r, bma, tau)
     return out

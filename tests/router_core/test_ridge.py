@@ -106,3 +106,19 @@ def test_an_unusable_task_is_left_out_of_the_fit_and_the_choice() -> None:
     usable[[1, 2]] = False  # no other task along e1 is left: nothing says model 0 wins there
     picks = ridge.held_out_picks(grams, accuracy, 0, usable)
     assert picks["ridge_selfcheck"] == 1
+
+
+def test_chunked_solves_and_one_inner_pass_for_both_candidates_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    grams, accuracy = _two_directions()
+    train = np.array([1, 2, 3, 4, 5, 6])
+    whole = ridge.inner_scores(grams, accuracy, train)
+    monkeypatch.setattr(ridge, "CHUNK", 2)
+    assert ridge.inner_scores(grams, accuracy, train) == whole
+    usable = np.ones(7, dtype=bool)
+    for b in range(7):
+        others = np.flatnonzero(np.arange(7) != b)
+        bma = sc.best_on_average(accuracy[others])
+        for name, taus in ridge.CANDIDATE_TAUS.items():
+            lam, tau = ridge.inner_choice(grams, accuracy, others, taus=taus)
+            alone = ridge.pick(grams.mean_x[b] @ grams.weights(others, lam), bma, tau)
+            assert ridge.held_out_picks(grams, accuracy, b, usable)[name] == alone

@@ -88,7 +88,8 @@ def inner_scores(grams: Grams, accuracy: Array, train: NDArray[np.int64], lambda
                  taus: tuple[float, ...] = TAUS) -> dict[tuple[float, float], float]:
     """For each (lambda, tau): the mean true accuracy of the decisions on the ``train`` tasks, each task
     decided by a head and a BMA from the other ``train`` tasks. The heads are solved ``CHUNK`` tasks at a
-    time, which bounds the stacked (chunk, d+1, d+1) temporaries whatever the number of tasks."""
+    time, which bounds the solves' stacked temporaries; the statistics themselves (and their sum over
+    ``train``, which copies them once) grow with the number of tasks."""
     train = np.asarray(train, dtype=np.int64)
     total_xtx, total_xty = grams.xtx[train].sum(axis=0), grams.xty[train].sum(axis=0)
     bmas = [sc.best_on_average(accuracy[np.setdiff1d(train, [t])]) for t in train]

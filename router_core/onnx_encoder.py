@@ -103,9 +103,10 @@ def locate(root: Path, export_if_missing: bool = True) -> Path:
     """The exported encoder under ``root``, exporting it first where torch allows (also to replace an
     export of an older graph format; without torch that one serves as it is)."""
     found = find_export(root)
-    if found is not None and (graph_version(found) >= GRAPH_VERSION or not (export_if_missing and can_export())):
+    exporting = export_if_missing and can_export()
+    if found is not None and (graph_version(found) >= GRAPH_VERSION or not exporting):
         return found
-    if export_if_missing and can_export():
+    if exporting:
         from .onnx_export import export
 
         return export(root)

@@ -6,7 +6,7 @@ score R(b, m) (the mean prediction over its prompts) is the head applied to the 
 so serving needs only O(models) running sums of per-prompt predictions, like S1.
 
 Its two constants, the ridge penalty and the margin over the best model on average (BMA) a pick needs,
-are chosen by leave-one-task-out over the training tasks only (:func:`inner_choice`). Each task's
+are chosen by leave-one-task-out over the training tasks only (:func:`inner_scores`). Each task's
 sufficient statistics (X'X, X'Y, its mean embedding) are kept apart (:class:`Grams`), so a fit without
 any set of tasks is a subtraction and one solve. docs/results.md, "Tenth and eleventh candidates".
 """
@@ -26,6 +26,7 @@ LAMBDAS: tuple[float, ...] = (1.0, 10.0, 100.0)
 TAUS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, math.inf)
 TIE = 1e-9
 CHUNK = 32
+MIN_TRAIN = 3  # fewer training tasks measure nothing: the most cautious constants
 
 Array = NDArray[np.float64]
 
@@ -89,8 +90,11 @@ def inner_scores(grams: Grams, accuracy: Array, train: NDArray[np.int64], lambda
     """For each (lambda, tau): the mean true accuracy of the decisions on the ``train`` tasks, each task
     decided by a head and a BMA from the other ``train`` tasks. The heads are solved ``CHUNK`` tasks at a
     time, which bounds the solves' stacked temporaries; the statistics themselves (and their sum over
-    ``train``, which copies them once) grow with the number of tasks."""
+    ``train``, which copies them once) grow with the number of tasks. Fewer than ``MIN_TRAIN`` tasks
+    measure nothing: no scores."""
     train = np.asarray(train, dtype=np.int64)
+    if len(train) < MIN_TRAIN:
+        return {}
     total_xtx, total_xty = grams.xtx[train].sum(axis=0), grams.xty[train].sum(axis=0)
     bmas = [sc.best_on_average(accuracy[np.setdiff1d(train, [t])]) for t in train]
     score: dict[tuple[float, float], float] = {}
@@ -106,20 +110,21 @@ def inner_scores(grams: Grams, accuracy: Array, train: NDArray[np.int64], lambda
     return score
 
 
-def best_pair(score: dict[tuple[float, float], float], taus: tuple[float, ...]) -> tuple[float, float]:
-    """The most accurate (lambda, tau) with tau in ``taus`` (ties: the larger tau, then the larger lambda)."""
+def best_pair(score: dict[tuple[float, float], float], taus: tuple[float, ...],
+              lambdas: tuple[float, ...] = LAMBDAS) -> tuple[float, float]:
+    """The most accurate (lambda, tau) with tau in ``taus`` (ties: the larger tau, then the larger lambda);
+    without scores, the most cautious pair."""
     allowed = {key: s for key, s in score.items() if key[1] in taus}
+    if not allowed:
+        return lambdas[-1], taus[-1]
     best = max(allowed.values())
     return max((key for key, s in allowed.items() if s >= best - TIE), key=lambda key: (key[1], key[0]))
 
 
 def inner_choice(grams: Grams, accuracy: Array, train: NDArray[np.int64], lambdas: tuple[float, ...] = LAMBDAS,
                  taus: tuple[float, ...] = TAUS) -> tuple[float, float]:
-    """(lambda, tau) whose decisions were most accurate on the ``train`` tasks (:func:`inner_scores`).
-    With fewer than three training tasks nothing is measured: the most cautious pair."""
-    if len(train) < 3:
-        return lambdas[-1], taus[-1]
-    return best_pair(inner_scores(grams, accuracy, train, lambdas, taus), taus)
+    """(lambda, tau) whose decisions were most accurate on the ``train`` tasks (:func:`inner_scores`)."""
+    return best_pair(inner_scores(grams, accuracy, train, lambdas, taus), taus, lambdas)
 
 
 #: the two candidates and the margins each may choose from
@@ -132,10 +137,10 @@ def held_out_picks(grams: Grams, accuracy: Array, b: int, usable: NDArray[np.boo
     one inner leave-one-task-out."""
     train = np.flatnonzero(usable & (np.arange(len(usable)) != b))
     bma = sc.best_on_average(accuracy[train])
-    score = inner_scores(grams, accuracy, train) if len(train) >= 3 else None
+    score = inner_scores(grams, accuracy, train)
     out = {}
     for name, taus in CANDIDATE_TAUS.items():
-        lam, tau = (LAMBDAS[-1], taus[-1]) if score is None else best_pair(score, taus)
+        lam, tau = best_pair(score, taus)
         r = grams.mean_x[b] @ grams.weights(train, lam)
         out[name] = pick(r, bma, tau)
     return out

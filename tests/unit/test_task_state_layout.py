@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.task_store import FOLD, TaskStateLayout
+from gateway.task_store import FOLD, TaskStateLayout, fold_increments
 from router_core.state import TaskAggregates
 
 
 def apply_fold(fields: dict[str, str], args: list) -> dict[str, str]:
-    """What the FOLD script does with ARGV (after the TTL): HINCRBY / HINCRBYFLOAT per triple."""
+    """What the FOLD script does with ARGV (after the TTL): HINCRBY / HINCRBYFLOAT per increment."""
     out = dict(fields)
-    for i in range(1, len(args), 3):
-        op, name, amount = args[i], args[i + 1], args[i + 2]
+    for op, name, amount in fold_increments(args[1]):
         old = out.get(name, "0")
         out[name] = str(int(old) + int(amount)) if op == "i" else repr(float(old) + float(amount))
     return out
@@ -42,8 +41,8 @@ def test_folding_twice_reads_back_the_merged_sums(local):
 def test_one_name_per_quantity():
     layout = TaskStateLayout("llmr", "v1", 2)
     args = layout.fold_args(60, TaskAggregates.from_rows(np.array([[0.9, 0.1]]), np.array([0.5])))
-    assert args[0] == 60
-    names = {args[i + 1] for i in range(1, len(args), 3)}
+    assert args[0] == 60 and len(args) == 2
+    names = {name for _, name, _ in fold_increments(args[1])}
     assert names == {"n", "sum_u", "sum_g:0", "sum_g:1", "sum_gbar:0"}  # a zero count is not written
     assert not any(f"'{name}'" in FOLD for name in names)  # the script names no field
 
@@ -82,3 +81,26 @@ def test_request_ids_name_their_task_and_nothing_else_parses():
     assert len(new_request_id(None)) == 32 and parse_request_id(new_request_id(None)) is None
     for bad in ("", "x" * 32 + ".t", "ab" * 16, "AB" * 16 + ".t", "ab" * 16 + "."):
         assert parse_request_id(bad) is None, bad
+
+
+def test_the_store_parses_replies_with_hiredis():
+    """A fold's reply is the task's whole sums hash; redis-py's pure-Python parser made that half the
+    fold's CPU (docs/performance.md), so the pinned ``hiredis`` must be what the store's connections use."""
+    from gateway.config import RedisSettings
+    from gateway.task_store import RedisTaskStore
+
+    store = RedisTaskStore.from_url("redis://127.0.0.1:1", RedisSettings(), "v1", ["a", "b"], 60)
+    conn = store.client.connection_pool.make_connection()
+    assert type(conn._parser).__name__ == "_AsyncHiredisParser"
+
+
+def test_a_fold_sends_its_increments_as_one_argument():
+    layout = TaskStateLayout("llmr", "v1", 11)
+    agg = TaskAggregates.from_rows(np.random.default_rng(0).random((1, 11)), np.array([0.4]),
+                                   np.random.default_rng(1).random((1, 11)))
+    args = layout.fold_args(60, agg)
+    assert len(args) == 2  # the TTL and one string, whatever the number of models
+    increments = fold_increments(args[1])
+    assert len(increments) == 2 + 11 * 2 + int(np.count_nonzero(agg.sum_gbar))
+    assert all(op in ("i", "f") and " " not in name for op, name, _ in increments)
+    assert float(dict((n, a) for _, n, a in increments)["sum_g:3"]) == agg.sum_g[3]  # repr: exact round trip

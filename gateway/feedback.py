@@ -50,6 +50,9 @@ REQUEST_ID = re.compile(r"([0-9a-f]{32})\.(.+)")
 EXPLORABLE = ("cached", "revised")  # a final decision read back (the request that made it final is not diverted)
 
 
+COVERAGE_MEMO = 4096  # decisions whose zero-outcome coverage is kept (cleared when full)
+
+
 def new_request_id(task_id: str | None) -> str:
     rid = uuid.uuid4().hex
     return f"{rid}.{task_id}" if task_id else rid
@@ -109,6 +112,7 @@ class Feedback:
         # policy agreement_to_bma weighs each outcome's agreement with its prompt's prediction; a request
         # served after its task's decision was final was not embedded, so its kept prompt is, on feedback
         self.predict = predict if self.params.weighs_agreement and settings.store_prompts else None
+        self._coverages: dict[int, tuple[Decision, float | None]] = {}  # see _coverage_value
 
     # -- the request path -------------------------------------------------------------------
     async def begin(self, choice: Choice, task_id: str | None) -> Choice:
@@ -117,9 +121,22 @@ class Feedback:
         choice = await self.explore(choice)
         choice.request_id = new_request_id(task_id if self.settings.enabled else None)
         if choice.task_id is not None and choice.source != "explore":
-            found = self.coverage_of(choice.decision)
-            choice.coverage = found.coverage if found is not None else None
+            choice.coverage = self._coverage_value(choice.decision)
         return choice
+
+    def _coverage_value(self, decision: Decision) -> float | None:
+        """The coverage of a decision without outcomes, once per decision object: a task's cached requests
+        get the same object back from the store (``RedisTaskStore._decode_final``), so its coverage is
+        computed on the first of them only."""
+        seen = self._coverages.get(id(decision))
+        if seen is not None and seen[0] is decision:
+            return seen[1]
+        found = self.coverage_of(decision)
+        value = found.coverage if found is not None else None
+        if len(self._coverages) >= COVERAGE_MEMO:
+            self._coverages.clear()
+        self._coverages[id(decision)] = (decision, value)  # the object is kept, so its id is not reused
+        return value
 
     async def record(self, choice: Choice, served: str, prompt: str) -> None:
         """Keep the request's record once ``served`` answered; a Redis failure only costs this request

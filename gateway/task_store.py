@@ -275,7 +275,9 @@ class RedisTaskStore:
         self.layout = TaskStateLayout(settings.key_prefix, version, len(self.models))
         self._fold = client.register_script(FOLD)
         self._add_samples = client.register_script(ADD_SAMPLES)
-        self._lru: OrderedDict[str, Decision] = OrderedDict()
+        # final decisions this process has seen, with the stored record they were decoded from (None: not
+        # read back): the fail-open fallback, and a cached path that reads the same record again skips decoding it
+        self._lru: OrderedDict[str, tuple[str | bytes | None, Decision]] = OrderedDict()
         self._down_until = 0.0
         self.fail_open = False
         self.last_error: str | None = None
@@ -336,24 +338,29 @@ class RedisTaskStore:
         except Exception as exc:  # best effort: the connections are being dropped anyway
             log.debug("dropping redis connections: %s", exc)
 
-    def remember(self, task: str, decision: Decision, variant: str = "") -> None:
+    def remember(self, task: str, decision: Decision, variant: str = "", raw: str | bytes | None = None) -> None:
         key = f"{task}|{variant}"
-        self._lru[key] = decision
+        self._lru[key] = (raw, decision)
         self._lru.move_to_end(key)
         while len(self._lru) > self.settings.local_cache_size:
             self._lru.popitem(last=False)
 
     def local_final(self, task: str, variant: str = "") -> Decision | None:
-        return self._lru.get(f"{task}|{variant}")
+        seen = self._lru.get(f"{task}|{variant}")
+        return seen[1] if seen is not None else None
 
     def _decode_final(self, task: str, raw: str | bytes | None, variant: str = "") -> Decision | None:
         if raw is None:
             return None
+        seen = self._lru.get(f"{task}|{variant}")
+        if seen is not None and seen[0] == raw:  # the record read last time: decoding it again gives the same
+            self._lru.move_to_end(f"{task}|{variant}")
+            return seen[1]
         rec = json.loads(raw)
         if rec.get("version") != self.version:
             return None
         decision = Decision.from_dict(rec["decision"])
-        self.remember(task, decision, variant)
+        self.remember(task, decision, variant, raw)
         return decision
 
     # -- operations -----------------------------------------------------------------------

@@ -377,6 +377,13 @@ def test_coverage_per_task_in_headers_body_and_the_low_coverage_list(gw, sdk, be
     listed = httpx.get(gw.url + "/v1/router/tasks?needs_feedback=true&limit=10000", headers=AUTH).json()
     assert task_id not in [t["task_id"] for t in listed["tasks"]]  # listed once final
     assert [ask(sdk, p, task_id)[0] for p in prompts[2:MIN_SAMPLES + 1]][-1] == "final"
+    # cached requests (the gateway computes a stored decision's coverage once) say router_core's coverage of it
+    final = task(gw.url, task_id)["decision"]
+    want = f"{cov.coverage(final['p_hat'][final['model']], final['u'], router.u_train).coverage:.4f}"
+    for p in prompts[MIN_SAMPLES + 2:MIN_SAMPLES + 4]:
+        raw = sdk.chat.completions.with_raw_response.create(model="router", messages=chat(p),
+                                                           extra_headers={"X-Task-ID": task_id})
+        assert raw.headers["x-router-decision"] == "cached" and raw.headers["x-router-coverage"] == want
     listed = httpx.get(gw.url + "/v1/router/tasks?needs_feedback=true&limit=10000", headers=AUTH).json()
     assert listed["threshold"] == 1.0 and listed["count"] >= 1
     mine = [t for t in listed["tasks"] if t["task_id"] == task_id]

@@ -104,3 +104,24 @@ def test_a_fold_sends_its_increments_as_one_argument():
     assert len(increments) == 2 + 11 * 2 + int(np.count_nonzero(agg.sum_gbar))
     assert all(op in ("i", "f") and " " not in name for op, name, _ in increments)
     assert float(dict((n, a) for _, n, a in increments)["sum_g:3"]) == agg.sum_g[3]  # repr: exact round trip
+
+
+def test_a_stored_decision_read_again_is_not_decoded_again():
+    """The cached path reads the task's record on every request; the same record gives back the object
+    decoded from it, a changed record (a revision, another version) is decoded anew."""
+    import json
+
+    from gateway.config import RedisSettings
+    from gateway.task_store import RedisTaskStore
+    from router_core.decision import Decision
+
+    store = RedisTaskStore.from_url("redis://127.0.0.1:1", RedisSettings(), "v1", ["a", "b"], 60)
+    first = Decision(model="a", method="S3", models=["a", "b"], ranking=["a", "b"], n=4, u=0.3)
+    raw = json.dumps({"version": "v1", "decision": first.to_dict(), "at": 1.0})
+    one = store._decode_final("t", raw)
+    assert one == first and store._decode_final("t", raw) is one and store.local_final("t") is one
+    assert store._decode_final("t", raw, "e0.05") is not one  # another variant's entry
+    revised = json.dumps({"version": "v1", "decision": {**first.to_dict(), "model": "b"}, "at": 2.0})
+    two = store._decode_final("t", revised)
+    assert two.model == "b" and store.local_final("t") is two and store._decode_final("t", revised) is two
+    assert store._decode_final("t", json.dumps({"version": "v0", "decision": first.to_dict()})) is None

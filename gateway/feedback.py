@@ -39,7 +39,7 @@ from .config import FeedbackSettings
 from .errors import GatewayError
 from .feedback_store import Counted, FeedbackStore, Outcomes, predicted_right
 from .knobs import Knobs
-from .routing import Choice
+from .routing import READ_BACK, Choice
 from .task_store import RedisTaskStore, StoreUnavailable
 
 log = logging.getLogger("gateway.feedback")
@@ -47,10 +47,7 @@ log = logging.getLogger("gateway.feedback")
 # <32 hex>.<task ID>: the task part names the Redis slot the record lives in; a request without a
 # task ID gets the bare hex (nothing is recorded for it: there is no task to learn for)
 REQUEST_ID = re.compile(r"([0-9a-f]{32})\.(.+)")
-EXPLORABLE = ("cached", "revised")  # a final decision read back (the request that made it final is not diverted)
-
-
-COVERAGE_MEMO = 4096  # decisions whose zero-outcome coverage is kept (cleared when full)
+COVERAGE_MEMO = 4096  # final decisions read back whose zero-outcome coverage is kept (cleared when full)
 
 
 def new_request_id(task_id: str | None) -> str:
@@ -121,18 +118,20 @@ class Feedback:
         choice = await self.explore(choice)
         choice.request_id = new_request_id(task_id if self.settings.enabled else None)
         if choice.task_id is not None and choice.source != "explore":
-            choice.coverage = self._coverage_value(choice.decision)
+            choice.coverage = self._coverage_value(choice.decision, remember=choice.source in READ_BACK)
         return choice
 
-    def _coverage_value(self, decision: Decision) -> float | None:
-        """The coverage of a decision without outcomes, once per decision object: a task's cached requests
-        get the same object back from the store (``RedisTaskStore._decode_final``), so its coverage is
-        computed on the first of them only."""
+    def _coverage_value(self, decision: Decision, remember: bool) -> float | None:
+        """The coverage of a decision without outcomes. A final decision read back (``remember``) is the same
+        object for each of its task's cached requests (``RedisTaskStore._decode_final``), so its coverage is
+        computed on the first of them only; a task's not yet final decisions are new per prompt, not kept."""
         seen = self._coverages.get(id(decision))
         if seen is not None and seen[0] is decision:
             return seen[1]
         found = self.coverage_of(decision)
         value = found.coverage if found is not None else None
+        if not remember:
+            return value
         if len(self._coverages) >= COVERAGE_MEMO:
             self._coverages.clear()
         self._coverages[id(decision)] = (decision, value)  # the object is kept, so its id is not reused
@@ -156,8 +155,9 @@ class Feedback:
 
     async def explore(self, choice: Choice) -> Choice:
         """With probability ``feedback.explore``, a task's final decision gives way for this request
-        to the model whose outcomes could overturn it soonest (source ``explore``)."""
-        if (self.params.explore <= 0 or choice.task_id is None or choice.source not in EXPLORABLE
+        to the model whose outcomes could overturn it soonest (source ``explore``); only a decision read
+        back is diverted, not the request that made it final."""
+        if (self.params.explore <= 0 or choice.task_id is None or choice.source not in READ_BACK
                 or self.rng.random() >= self.params.explore):
             return choice
         decision = choice.decision

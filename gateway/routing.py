@@ -288,6 +288,10 @@ class TaskRouter:
         return SamplesAdded(choice, len(texts), kept, pool)
 
 
+#: the sources :func:`read_back` gives: a final decision read back from the store
+READ_BACK: tuple[Source, ...] = ("cached", "revised")
+
+
 def read_back(final: Decision) -> Source:
     """The source of a stored final decision: ``revised`` once feedback revised it, else ``cached``."""
     return "revised" if final.revision else "cached"

@@ -178,7 +178,7 @@ class TaskStateLayout:
 
 def fold_increments(packed: str) -> list[tuple[str, str, str]]:
     """The (op, field, amount) increments of a fold's packed argument, as the script reads them."""
-    return [tuple(line.split(" ")) for line in packed.splitlines()]  # type: ignore[misc]
+    return [(op, field, amount) for op, field, amount in (line.split(" ") for line in packed.splitlines())]
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -354,12 +354,12 @@ class RedisTaskStore:
             return None
         seen = self._lru.get(f"{task}|{variant}")
         if seen is not None and seen[0] == raw:  # the record read last time: decoding it again gives the same
-            self._lru.move_to_end(f"{task}|{variant}")
-            return seen[1]
-        rec = json.loads(raw)
-        if rec.get("version") != self.version:
-            return None
-        decision = Decision.from_dict(rec["decision"])
+            decision = seen[1]
+        else:
+            rec = json.loads(raw)
+            if rec.get("version") != self.version:
+                return None
+            decision = Decision.from_dict(rec["decision"])
         self.remember(task, decision, variant, raw)
         return decision
 

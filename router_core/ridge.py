@@ -121,12 +121,6 @@ def best_pair(score: dict[tuple[float, float], float], taus: tuple[float, ...],
     return max((key for key, s in allowed.items() if s >= best - TIE), key=lambda key: (key[1], key[0]))
 
 
-def inner_choice(grams: Grams, accuracy: Array, train: NDArray[np.int64], lambdas: tuple[float, ...] = LAMBDAS,
-                 taus: tuple[float, ...] = TAUS) -> tuple[float, float]:
-    """(lambda, tau) whose decisions were most accurate on the ``train`` tasks (:func:`inner_scores`)."""
-    return best_pair(inner_scores(grams, accuracy, train, lambdas, taus), taus, lambdas)
-
-
 #: the two candidates and the margins each may choose from
 CANDIDATE_TAUS: dict[str, tuple[float, ...]] = {"ridge": (0.0,), "ridge_selfcheck": TAUS}
 

@@ -71,12 +71,13 @@ def test_inner_choice_equals_refits_from_the_raw_prompts() -> None:
             score[(lam, tau)] = float(np.mean(accs))
     best = max(score.values())
     expected = max((k for k, s in score.items() if s >= best - 1e-9), key=lambda k: (k[1], k[0]))
-    assert ridge.inner_choice(grams, accuracy, train) == expected
+    assert ridge.best_pair(ridge.inner_scores(grams, accuracy, train), ridge.TAUS) == expected
 
 
 def test_too_few_training_tasks_choose_the_most_cautious_pair() -> None:
     grams = ridge.Grams.of_pool(np.eye(3), np.array([0, 1, 2]), np.eye(3), 3)
-    assert ridge.inner_choice(grams, np.eye(3), np.array([0, 1])) == (ridge.LAMBDAS[-1], math.inf)
+    assert ridge.best_pair(ridge.inner_scores(grams, np.eye(3), np.array([0, 1])), ridge.TAUS) == (
+        ridge.LAMBDAS[-1], math.inf)
 
 
 def _two_directions() -> tuple[ridge.Grams, np.ndarray]:
@@ -119,6 +120,6 @@ def test_chunked_solves_and_one_inner_pass_for_both_candidates_change_nothing(mo
         others = np.flatnonzero(np.arange(7) != b)
         bma = sc.best_on_average(accuracy[others])
         for name, taus in ridge.CANDIDATE_TAUS.items():
-            lam, tau = ridge.inner_choice(grams, accuracy, others, taus=taus)
+            lam, tau = ridge.best_pair(ridge.inner_scores(grams, accuracy, others, taus=taus), taus)
             alone = ridge.pick(grams.mean_x[b] @ grams.weights(others, lam), bma, tau)
             assert ridge.held_out_picks(grams, accuracy, b, usable)[name] == alone

@@ -66,7 +66,7 @@ def demo_config(artifact_dir: Path, models: list[str], costs: list[float] | None
     return {"model_list": model_list,
             # `router` for quality with ties to the cheaper model (`epsilon: 0`: no accuracy given up),
             # `router-eco` with a quality floor: the cheapest model within 0.05 of the best score
-            # (prices, else model size, stand for cost); `auto`: the paper's decision, knobs off
+            # (prices, else model size, stand for cost); `auto`: the default decision, knobs off
             "router": {"artifact": str(artifact_dir), "min_samples": 10,
                        "aliases": [{"name": "router", "epsilon": 0.0}, {"name": "router-eco", "epsilon": 0.05},
                                    "auto"]},

@@ -94,7 +94,7 @@ class Alias(_Strict):
     name: str = Field(min_length=1)
     epsilon: float | None = Field(None, ge=0, description="Cost floor: the cheapest model within epsilon of the best.")
     lam: float | None = Field(None, ge=0, alias="lambda")
-    method: Literal["default", "paper", "calibrated"] | None = None
+    method: Literal["default", "uncertain", "paper", "calibrated"] | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -102,7 +102,7 @@ class RouterSettings(_Strict):
     artifact: Path
     aliases: list[Alias] = Field(default_factory=lambda: [Alias(name="router")], min_length=1,
                                  description="Names that route: a string, or {name, epsilon, lambda, method}.")
-    method: Literal["default", "paper", "calibrated"] | None = Field(
+    method: Literal["default", "uncertain", "paper", "calibrated"] | None = Field(
         None, description="Task-level method for every alias (None: the artifact's own).")
     min_samples: int = Field(10, ge=1, description="Prompts a task needs before its decision is final.")
     max_labelled_samples: int = Field(200, ge=0, description="Cap on labelled samples kept per task.")

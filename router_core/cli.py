@@ -26,8 +26,9 @@ app = typer.Typer(help="LLM routing with benchmark datasets (Shnitzer et al., 20
                   rich_markup_mode=None)  # plain help: typer's rich panels print <bool> beside every flag
 
 
-METHOD_HELP = (f"Task-level method: {' or '.join(METHODS)} (default {DEFAULT_METHOD}; 'paper' is Shnitzer et "
-               "al.'s S3 with the eta fallback, exactly; see docs/method.md).")
+METHOD_HELP = (f"Task-level method: {', '.join(METHODS)} (default {DEFAULT_METHOD}; 'paper' is Shnitzer et "
+               "al.'s S3 with the eta fallback, exactly; 'uncertain' the same S3 pick with its fallback test on "
+               "S3's measured error; see docs/method.md).")
 
 
 def _method(value: str) -> str:

@@ -18,11 +18,15 @@ from .state import TaskAggregates
 
 
 P_ESTIMATORS = ("nadaraya-watson", "local")
-# the task-level methods: "calibrated" (the default: expected accuracy from scores calibrated on the
-# pool's held-out tasks, router_core.calibration) and "paper" (S3 with the eta fallback, exactly as
-# Shnitzer et al.)
-METHODS = ("calibrated", "paper")
-DEFAULT_METHOD = "paper"  # chosen by the rule in docs/results.md (S3_nested won)
+# the task-level methods: "uncertain" (the default: the paper's S3 pick, its fallback test on the error
+# S3 makes between the models of the pool's own held-out tasks, scores.measured_prob_beats), "paper" (S3
+# with the eta fallback, exactly as Shnitzer et al.) and "calibrated" (expected accuracy from scores
+# calibrated on the pool's held-out tasks, router_core.calibration)
+METHODS = ("uncertain", "paper", "calibrated")
+S3_METHODS = ("uncertain", "paper")  # the methods that pick by S3 (decide_task) and differ in the fallback test
+# chosen by the resampled-pools rule in docs/results.md ("Resampled model pools": S3_uncertain won; the
+# four-report rule before it had kept the paper's method, S3_nested)
+DEFAULT_METHOD = "uncertain"
 # how the paper's method uses a task's labelled prompts, chosen by the rules in docs/results.md ("Labels
 # as evidence", then "A sixth labels candidate": S3_label_posterior won): they are weighed as direct
 # evidence of each model's accuracy (a posterior per model, S3 with its measured spread as the prior:
@@ -44,7 +48,7 @@ Method = Literal["calibrated", "S3", "BMA-fallback", "labels", "instance", "BMA"
 class RoutingParams:
     """The method's knobs (see docs/method.md); the paper's defaults for k, u_k, h and eta."""
 
-    method: str = DEFAULT_METHOD  # "calibrated" | "paper"
+    method: str = DEFAULT_METHOD  # one of METHODS
     features: tuple[str, ...] = DEFAULT_FEATURES  # scores the calibrated method reads
     k: int = sc.K_NEIGHBOURS
     u_k: int = sc.U_NEIGHBOURS
@@ -146,8 +150,9 @@ def _ranking(models: Sequence[str], first: int, values: np.ndarray) -> list[str]
 
 def decide_task(agg: TaskAggregates, models: Sequence[str], u_train: np.ndarray, p_train: np.ndarray,
                 bma: int, costs: np.ndarray | None, params: RoutingParams,
-                p_override: np.ndarray | None = None) -> Decision:
-    """The task-level pick: argmax S3 (under the cost knobs), then the eta test against BMA.
+                p_override: np.ndarray | None = None, score_sd: float | None = None) -> Decision:
+    """The task-level pick: argmax S3 (under the cost knobs), then the method's test against BMA (the
+    paper's binomial one, or for ``uncertain`` the one on ``score_sd``: :func:`beats_bma`).
 
     ``p_override`` replaces p_hat (the evaluation's "S3 with true p").
     """
@@ -156,7 +161,7 @@ def decide_task(agg: TaskAggregates, models: Sequence[str], u_train: np.ndarray,
         p_override = agg.sum_pl / agg.n
     p = ts.p_hat if p_override is None else np.asarray(p_override, dtype=np.float64)
     s3 = ts.s3 if p_override is None else sc.s3_from_s2(ts.s2, p)
-    pick, argmax_pick, prob = paper_pick(agg.n, ts.n_pos, s3, p, bma, costs, params)
+    pick, argmax_pick, prob = paper_pick(agg.n, ts.n_pos, s3, p, bma, costs, params, score_sd)
     method: Method = "S3" if pick == argmax_pick else "BMA-fallback"
     return Decision(model=models[pick], method=method, models=list(models),
                     ranking=_ranking(models, pick, s3), n=agg.n, u=round(ts.u, 6),
@@ -166,17 +171,31 @@ def decide_task(agg: TaskAggregates, models: Sequence[str], u_train: np.ndarray,
 
 
 def paper_pick(n: int, n_pos: np.ndarray, s3: np.ndarray, p: np.ndarray, bma: int, costs: np.ndarray | None,
-               params: RoutingParams) -> tuple[int, int, float | None]:
-    """The paper's pick from a task's scores: argmax S3 (under the cost knobs), then the eta test
-    against BMA. Returns (pick, the argmax before the test, P(argmax beats BMA) or None)."""
+               params: RoutingParams, score_sd: float | None = None) -> tuple[int, int, float | None]:
+    """The S3 methods' pick from a task's scores: argmax S3 (under the cost knobs), then the eta test
+    against BMA (:func:`beats_bma`). Returns (pick, the argmax before the test, P(argmax beats BMA) or
+    None)."""
     pick = sc.cost_aware_choice(s3, costs, params.epsilon, params.lam)
     argmax_pick, prob = pick, None
     if params.fallback and pick != bma:
-        margin = sc.fallback_margin(n, pick, bma, costs, params.epsilon, params.lam)
-        prob = sc.prob_beats(n, n_pos[pick], p[pick], n_pos[bma], p[bma], -margin, params.draws, params.seed)
+        prob = beats_bma(n, n_pos, s3, p, pick, bma, costs, params, score_sd)
         if prob < params.eta:
             pick = bma
     return pick, argmax_pick, prob
+
+
+def beats_bma(n: int, n_pos: np.ndarray, s3: np.ndarray, p: np.ndarray, pick: int, bma: int,
+              costs: np.ndarray | None, params: RoutingParams, score_sd: float | None = None) -> float:
+    """P(``pick`` beats BMA), by the method's test: the paper's (each model's count of correct answers
+    drawn as if p and S2 were exact) or, for ``uncertain``, S3's lead read against the error S3 makes
+    between the models of training tasks (``score_sd``; ``scores.DEFAULT_SCORE_SD`` where not measured).
+    Under the cost knobs BMA must lead by ``scores.fallback_margin`` (answers; per prompt for the
+    measured test)."""
+    margin = sc.fallback_margin(n, pick, bma, costs, params.epsilon, params.lam)
+    if params.method == "uncertain":
+        sd = sc.DEFAULT_SCORE_SD if score_sd is None else score_sd
+        return sc.measured_prob_beats(float(s3[pick]) - float(s3[bma]) + margin / max(n, 1), sd)
+    return sc.prob_beats(n, n_pos[pick], p[pick], n_pos[bma], p[bma], -margin, params.draws, params.seed)
 
 
 def task_features(agg: TaskAggregates, p_local: np.ndarray | None = None) -> dict[str, np.ndarray]:

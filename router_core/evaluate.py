@@ -36,7 +36,7 @@ from .state import TaskAggregates
 
 METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain",
            "S3_local_uncertain", "S3_combined_uncertain", "S3_posterior", "ridge", "ridge_selfcheck", "S3_evidence",
-           "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior",
+           "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior", "S3_uncertain_labels",
            "S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
 # the candidates for the default (docs/results.md, "How the default is chosen"), all scored without the
 # held-out task's labels anywhere: the paper's S3 with its p_hat targets from the nested pool
@@ -50,7 +50,7 @@ METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfchec
 # by inner leave-one-task-out (router_core.ridge)
 CANDIDATES = ("S3_nested", "S3_selfcheck", "S3_uncertain", "S3_local_uncertain", "S3_combined_uncertain",
               "S3_posterior", "ridge", "ridge_selfcheck", "calibrated", "calibrated_full")
-PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
+PICK_OF_METHOD = {"uncertain": "S3_uncertain", "paper": "S3", "calibrated": "calibrated"}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
 # evidence" and the two labels candidates after it): the paper's (labels join the neighbour pool), the
 # same then revised by the labels through the feedback rule (feedback.with_label_evidence), revised by it
@@ -58,7 +58,7 @@ PICK_OF_METHOD = {"paper": "S3", "calibrated": "calibrated"}
 # predictors (reliability.with_label_evidence), and a posterior per model (router_core.labels: shipped)
 LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated", "S3_evidence_reliable", "S3_label_posterior")
 CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner LOTO (not a method yet)",
-                    "S3_uncertain": "paper, the fallback test on the scores' measured error (not a method yet)",
+                    "S3_uncertain": "uncertain",
                     "S3_local_uncertain": "S3 with the local p, the fallback test on its measured error "
                                           "(not a method yet)",
                     "S3_combined_uncertain": "S3 with the combined p, the fallback test on its measured error "
@@ -77,6 +77,8 @@ def default_pick(method: str, alpha: float) -> str:
     on, as Router.observe and Router.decide do (``LABELS_IN_POOL``, off, would put them in the pool too)."""
     if method == "paper" and alpha > 0 and LABEL_EVIDENCE:
         return "S3_evidence" if LABELS_IN_POOL else "S3_label_posterior"
+    if method == "uncertain" and alpha > 0 and LABEL_EVIDENCE:
+        return "S3_uncertain_labels"
     return PICK_OF_METHOD[method]
 
 
@@ -211,7 +213,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
     agg = TaskAggregates.from_rows(g, u)
     u_train, p_train = table.u[train], table.p[train]
     bma = sc.best_on_average(table.accuracy[train])
-    p_params = replace(params, seed=seed, p_estimator="nadaraya-watson")
+    p_params = replace(params, method="paper", seed=seed, p_estimator="nadaraya-watson")  # the S3 columns
     dec = decide_task(agg, data.models, u_train, p_train, bma, costs, p_params)
     # the local estimate of p: LOTO agreement around each prompt (neighbours from other tasks)
     rows_eval = np.setdiff1d(rows, lab_rows) if len(lab_rows) else rows
@@ -262,12 +264,18 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
                                                                      p_params, costs)
         calibrated["S3_label_posterior"] = label_evidence.revise_decision(dec0, data.models, errors, *labelled,
                                                                           params, costs)
+        if nested is not None:  # the same labels path from the uncertain method's zero-label decision
+            dec0u = decide_task(agg0, data.models, nested.u[train], nested.p[train], bma, costs,
+                                replace(p_params, method="uncertain"), score_sd=nested.errors.score_sd)
+            calibrated["S3_uncertain_labels"] = label_evidence.revise_decision(dec0u, data.models, errors,
+                                                                               *labelled, params, costs)
     elif alpha > 0:  # a task too small for any label at this alpha: the zero-label decision
         for name in ("S3_evidence", "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior"):
             calibrated[name] = dec
     picks = {
         **{name: idx[d.model] for name, d in calibrated.items()},
         **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain, **better} if nested is not None else {}),
+        **({"S3_uncertain_labels": uncertain} if nested is not None and alpha > 0 and labelled is None else {}),
         "S1": sc.cost_aware_choice(s1v, costs, params.epsilon, params.lam),
         "S2": sc.cost_aware_choice(s2v, costs, params.epsilon, params.lam),
         "S3": idx[dec.model],

@@ -33,12 +33,12 @@ from numpy.typing import NDArray
 from . import calibration as cal
 from . import feedback as fb
 from . import scores as sc
-from .decision import Decision, RoutingParams, paper_pick
+from .decision import Decision, RoutingParams, beats_bma, paper_pick
 
 Array = NDArray[np.float64]
 
-MIN_SD = 1e-3  # no spread is taken as exactly zero (the update would then ignore all evidence)
-DEFAULT_SCORE_SD = 0.05  # S3's between-model error where an artifact predates its measurement
+MIN_SD = sc.MIN_SD
+DEFAULT_SCORE_SD = sc.DEFAULT_SCORE_SD
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,7 @@ def uncertain_pick(s3: Array, argmax: int, bma: int, score_sd: float, eta: float
     None when ``argmax`` is BMA)."""
     if argmax == bma:
         return bma, None
-    z = (float(s3[argmax]) - float(s3[bma])) / (math.sqrt(2.0) * max(score_sd, MIN_SD))
-    prob = sc.normal_cdf(z)
+    prob = sc.measured_prob_beats(float(s3[argmax]) - float(s3[bma]), score_sd)
     return (argmax if prob >= eta else bma), prob
 
 
@@ -240,7 +239,7 @@ def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: Error
            counted: Array, revisions: int, fparams: fb.FeedbackParams, params: RoutingParams | None = None,
            costs: Array | None = None, agree: Array | None = None, judged: Array | None = None
            ) -> fb.Revision | None:
-    """The paper's decision (:func:`decision.paper_pick`, under ``params``' cost knobs and eta) re-made
+    """The S3 method's decision (:func:`decision.paper_pick`, under ``params``' method, cost knobs and eta) re-made
     with the posterior p, when it differs from ``served``.
 
     Only the paper's own decision is re-made (``revisions`` 0): once a task's decision was revised, by
@@ -263,13 +262,11 @@ def revise(n: int, s2: Array, p_hat: Array, bma: int, served: int, errors: Error
     s2 = np.asarray(s2, dtype=np.float64)
     n_pos = s2 * n
     s3 = sc.s3_from_s2(s2, p)
-    pick, _, prob = paper_pick(n, n_pos, s3, p, bma, costs, params)
+    pick, _, prob = paper_pick(n, n_pos, s3, p, bma, costs, params, errors.score_sd)
     if pick == served or (fparams.to_bma_only and pick != bma):
         return None
     if pick == bma:  # how sure the test is that the served model does not beat BMA
-        margin = sc.fallback_margin(n, served, bma, costs, params.epsilon, params.lam)
-        prob = 1.0 - sc.prob_beats(n, n_pos[served], p[served], n_pos[bma], p[bma], -margin, params.draws,
-                                   params.seed)
+        prob = 1.0 - beats_bma(n, n_pos, s3, p, served, bma, costs, params, errors.score_sd)
     return fb.Revision(pick, served, 1.0 if prob is None else prob, s3, counted, "reliability")
 
 

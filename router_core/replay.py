@@ -38,7 +38,7 @@ from . import loto
 from . import reliability as rel
 from . import scores as sc
 from .data import BenchmarkData
-from .decision import Decision, RoutingParams, decide_task
+from .decision import S3_METHODS, Decision, RoutingParams, decide_task
 from .state import TaskAggregates
 
 
@@ -102,7 +102,8 @@ def reliability_reviser(n: int, s2: np.ndarray, p_hat: np.ndarray, bma: int, err
 
 
 def staged(rows: np.ndarray, table: loto.LotoTable, models: list[str], train: np.ndarray, bma: int,
-           costs: np.ndarray | None, params: RoutingParams, min_samples: int) -> tuple[list[int], Decision]:
+           costs: np.ndarray | None, params: RoutingParams, min_samples: int,
+           score_sd: float | None = None) -> tuple[list[int], Decision]:
     """The gateway's decisions on a stream of pool ``rows`` (in serving order): the pick each of its
     first ``min_samples`` prompts is served by (the paper's decision from the prompts so far, the
     prompt itself included) and the final decision, made at ``min_samples`` prompts."""
@@ -110,7 +111,7 @@ def staged(rows: np.ndarray, table: loto.LotoTable, models: list[str], train: np
     decision: Decision | None = None
     for k in range(1, min(min_samples, len(rows)) + 1):
         agg = TaskAggregates.from_rows(table.g[rows[:k]], table.u_prompt[rows[:k]])
-        decision = decide_task(agg, models, table.u[train], table.p[train], bma, costs, params)
+        decision = decide_task(agg, models, table.u[train], table.p[train], bma, costs, params, score_sd=score_sd)
         picks.append(models.index(decision.model))
     assert decision is not None  # a task has at least one prompt
     return picks, decision
@@ -176,11 +177,11 @@ def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, 
            min_samples: int | None = None,
            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The replay report (the JSON layout of ``llm-router replay``); ``policy`` overrides ``fparams``'.
-    ``min_samples``: replay the gateway's provisional phase (module docstring; the paper's method only)."""
+    ``min_samples``: replay the gateway's provisional phase (module docstring; the S3 methods only)."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"feedback rate must be in [0, 1], not {rate}")
-    if min_samples is not None and (min_samples < 1 or prep.params.method != "paper"):
-        raise ValueError("min_samples must be >= 1, with the paper's method")
+    if min_samples is not None and (min_samples < 1 or prep.params.method not in S3_METHODS):
+        raise ValueError(f"min_samples must be >= 1, with an S3 method ({', '.join(S3_METHODS)})")
     base = fparams or fb.FeedbackParams()
     fparams = replace(base, explore=explore, policy=policy or base.policy)
     policy = fparams.policy
@@ -200,7 +201,8 @@ def replay(prep: Prepared, rate: float, explore: float = 0.0, repeats: int = 1, 
             if min_samples is not None:  # the gateway's phases, on the stream's own first prompts
                 order = rng.permutation(len(rows))
                 train = np.array([t for t in range(len(table.task_names)) if t != d])
-                picks, final = staged(rows[order], table, models, train, bma, costs, params, min_samples)
+                picks, final = staged(rows[order], table, models, train, bma, costs, params, min_samples,
+                                      prep.nested[d].errors.score_sd)
                 provisional, static = picks[:-1], picks[-1]
                 n = final.n
                 s2, p_hat, prior = (np.array([v[m] for m in models]) for v in (final.s2, final.p_hat, final.s3))

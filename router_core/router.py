@@ -20,8 +20,8 @@ from . import loto
 from .data import BenchmarkData
 from .calibration import Calibration
 from .calibration import fit as fit_calibration
-from .decision import (DEFAULT_METHOD, LABEL_EVIDENCE, LABELS_IN_POOL, METHODS, Decision, RoutingParams,
-                       decide_calibrated, decide_instance, decide_task)
+from .decision import (DEFAULT_METHOD, LABEL_EVIDENCE, LABELS_IN_POOL, METHODS, S3_METHODS, Decision,
+                       RoutingParams, decide_calibrated, decide_instance, decide_task)
 from .embed import Encoder
 from . import feedback as fb
 from . import labels as label_evidence
@@ -216,7 +216,7 @@ class Router:
             return decide_calibrated(agg, self.models, self.calibration, self.u_train, self.p_train, self.bma,
                                      self.effective_costs(costs), params, labelled=evidence)
         decision = decide_task(agg, self.models, self.u_train, self.p_train, self.bma,
-                               self.effective_costs(costs), params)
+                               self.effective_costs(costs), params, score_sd=self.errors.score_sd)
         if evidence is None or not LABEL_EVIDENCE:
             return decision
         return label_evidence.revise_decision(decision, self.models, self.errors, *evidence, params,
@@ -239,12 +239,16 @@ class Router:
                               params: fb.FeedbackParams, epsilon: float | None = None, lam: float | None = None,
                               costs: np.ndarray | None = None, agree: np.ndarray | None = None,
                               judged: np.ndarray | None = None) -> fb.Revision | None:
-        """A paper-method task decision re-made once its outcomes (per model, in :attr:`models` order)
+        """An S3-method task decision re-made once its outcomes (per model, in :attr:`models` order)
         measured the predictors' accuracy p (:func:`reliability.revise_decision`, under the decision's
-        cost knobs and ``params.policy``; ``agree`` of ``judged``: the outcomes' agreement with their
-        prompts' predictions); None where the evidence leaves the pick where it is."""
-        return rel.revise_decision(decision, self.models, self.errors, correct, counted, params,
-                                   self._params(epsilon, lam, "paper"), self.effective_costs(costs), agree, judged)
+        cost knobs and ``params.policy``, with the router's own test: ``paper`` or ``uncertain``, the
+        paper's for a router whose own method is ``calibrated``; ``agree`` of ``judged``: the outcomes'
+        agreement with their prompts' predictions); None where the evidence leaves the pick where it is."""
+        routing = self._params(epsilon, lam)  # the router's own S3 method re-makes it (else the paper's)
+        if routing.method not in S3_METHODS:
+            routing = replace(routing, method="paper")
+        return rel.revise_decision(decision, self.models, self.errors, correct, counted, params, routing,
+                                   self.effective_costs(costs), agree, judged)
 
     def measured_p(self, decision: Decision, correct: np.ndarray, counted: np.ndarray, agree: np.ndarray,
                    judged: np.ndarray) -> float | None:

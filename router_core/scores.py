@@ -17,6 +17,8 @@ U_NEIGHBOURS = 19  # neighbours for the task distance descriptor u
 BANDWIDTH = 0.09  # Nadaraya-Watson Gaussian kernel bandwidth h
 ETA = 0.6  # fallback to BMA when P(m* beats BMA) < eta
 DRAWS = 1000  # Monte-Carlo draws for that probability
+MIN_SD = 1e-3  # no measured spread is taken as exactly zero (an update would then ignore all evidence)
+DEFAULT_SCORE_SD = 0.05  # S3's between-model error where a pool is too small (or an artifact too old) to measure it
 TIE_BREAK = 0.01  # per-instance routing: weight of each model's training mean accuracy
 TIE = 1e-9  # scores closer than this are tied (and go to the cheaper model when costs are known)
 
@@ -143,6 +145,14 @@ def best_on_average(task_accuracy: np.ndarray) -> int:
 def normal_cdf(z: float) -> float:
     """Phi(z), the standard normal CDF: the probability tests of the decision rules."""
     return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def measured_prob_beats(lead: float, score_sd: float) -> float:
+    """P(a pick beats BMA) when its S3 leads BMA's by ``lead`` and each S3 misses the model's accuracy
+    with the spread ``score_sd`` measured on training tasks: Phi(lead / (sqrt(2) score_sd)). The fallback
+    test of the ``uncertain`` method (docs/method.md): the paper's binomial test takes S3 as exact, so its
+    confidence grows with the task's prompt count while S3's own error does not shrink."""
+    return normal_cdf(lead / (math.sqrt(2.0) * max(score_sd, MIN_SD)))
 
 
 def prob_beats(n: int, n_pos_a: float, p_a: float, n_pos_b: float, p_b: float,

@@ -408,8 +408,8 @@ DEPARTING = "gsm8k"  # held out of the pool below; its first prompts make S3 dep
 @pytest.fixture(scope="module")
 def departing_router(shared_data, encoder, tmp_path_factory):
     """A router whose paper decision departs from BMA on its held-out task: four routerdc-7b tasks
-    (40 prompts each), the fallback threshold lowered to 0.4 so that a 0.51 test passes. The
-    artifact carries the error model the reliability rule reads (measured on those four tasks)."""
+    (40 prompts each), the paper's method with the fallback threshold lowered to 0.4 so that a 0.51 test
+    passes. The artifact carries the error model the reliability rule reads (measured on those four tasks)."""
     from router_core import artifact, data
     from router_core.decision import RoutingParams
     from router_core.router import build_router
@@ -418,7 +418,7 @@ def departing_router(shared_data, encoder, tmp_path_factory):
     pool = full.sample_tasks(["mbpp", "arc_challenge", "mmlu-high_school_psychology", "humaneval"], per_task=40,
                              seed=1)
     out = tmp_path_factory.mktemp("departing")
-    built = build_router(pool, encoder, RoutingParams(eta=0.4))
+    built = build_router(pool, encoder, RoutingParams(method="paper", eta=0.4))
     artifact.save(built, out)
     prompts = [p for p, t in zip(full.prompts, full.tasks) if t == DEPARTING][:MIN_SAMPLES + 2 * MIN_OUTCOMES]
     with running_upstream(shared_data / "routerdc-7b") as its_upstream:  # serves routerdc-7b's models

@@ -1,4 +1,7 @@
-"""Task decisions: the eta fallback, the cost knobs, and aggregates == batch."""
+"""Task decisions: the eta fallback (the paper's test and the uncertain method's), the cost knobs, and
+aggregates == batch."""
+
+import math
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from router_core.state import TaskAggregates
 MODELS = ["big", "small"]
 U_TRAIN = np.array([0.3, 0.5])
 P_TRAIN = np.array([[0.9, 0.9], [0.9, 0.9]])
+PAPER = RoutingParams(method="paper")
 
 
 def agg_of(gbar_big: int, gbar_small: int, n: int = 20, u: float = 0.4) -> TaskAggregates:
@@ -17,7 +21,7 @@ def agg_of(gbar_big: int, gbar_small: int, n: int = 20, u: float = 0.4) -> TaskA
 
 
 def test_s3_pick_kept_when_clearly_better_than_bma():
-    d = decide_task(agg_of(5, 18), MODELS, U_TRAIN, P_TRAIN, bma=0, costs=None, params=RoutingParams())
+    d = decide_task(agg_of(5, 18), MODELS, U_TRAIN, P_TRAIN, bma=0, costs=None, params=PAPER)
     assert d.model == "small" and d.method == "S3" and d.bma == "big"
     assert d.prob_beats_bma > 0.6
     assert d.ranking == ["small", "big"]
@@ -25,24 +29,25 @@ def test_s3_pick_kept_when_clearly_better_than_bma():
 
 def test_fallback_to_bma_when_evidence_is_weak():
     # S3 prefers small by one prompt out of 20: P(beats BMA) ~ 0.5 < eta
-    d = decide_task(agg_of(10, 11), MODELS, U_TRAIN, P_TRAIN, bma=0, costs=None, params=RoutingParams())
+    d = decide_task(agg_of(10, 11), MODELS, U_TRAIN, P_TRAIN, bma=0, costs=None, params=PAPER)
     assert d.argmax_model == "small"
     assert d.model == "big" and d.method == "BMA-fallback"
     assert d.prob_beats_bma < 0.6
-    no_fb = decide_task(agg_of(10, 11), MODELS, U_TRAIN, P_TRAIN, 0, None, RoutingParams(fallback=False))
+    no_fb = decide_task(agg_of(10, 11), MODELS, U_TRAIN, P_TRAIN, 0, None,
+                        RoutingParams(method="paper", fallback=False))
     assert no_fb.model == "small"
 
 
 def test_epsilon_prefers_cheaper_model_and_fallback_respects_margin():
     costs = np.array([0.01, 0.0005])
-    d = decide_task(agg_of(18, 17), MODELS, U_TRAIN, P_TRAIN, 0, costs, RoutingParams(epsilon=0.1))
+    d = decide_task(agg_of(18, 17), MODELS, U_TRAIN, P_TRAIN, 0, costs, RoutingParams(method="paper", epsilon=0.1))
     assert d.model == "small" and d.method == "S3"
-    plain = decide_task(agg_of(18, 17), MODELS, U_TRAIN, P_TRAIN, 0, costs, RoutingParams())
+    plain = decide_task(agg_of(18, 17), MODELS, U_TRAIN, P_TRAIN, 0, costs, PAPER)
     assert plain.model == "big"
 
 
 def test_decision_dict_round_trip():
-    d = decide_task(agg_of(5, 18), MODELS, U_TRAIN, P_TRAIN, 0, None, RoutingParams())
+    d = decide_task(agg_of(5, 18), MODELS, U_TRAIN, P_TRAIN, 0, None, PAPER)
     back = Decision.from_dict(d.to_dict())
     assert back.model == d.model and back.s3 == d.s3 and back.ranking == d.ranking
 
@@ -61,8 +66,8 @@ def test_aggregates_equal_batch():
     assert TaskAggregates.from_dict(inc.to_dict()).sum_u == pytest.approx(batch.sum_u)
     models = ["a", "b", "c", "d"]
     u_tr, p_tr = np.array([0.2, 0.4, 0.6]), rng.random((3, 4))
-    d_inc = decide_task(inc, models, u_tr, p_tr, 2, None, RoutingParams())
-    d_batch = decide_task(batch, models, u_tr, p_tr, 2, None, RoutingParams())
+    d_inc = decide_task(inc, models, u_tr, p_tr, 2, None, PAPER)
+    d_batch = decide_task(batch, models, u_tr, p_tr, 2, None, PAPER)
     assert d_inc.model == d_batch.model and d_inc.s3 == pytest.approx(d_batch.s3)
     # and both equal the formulas over the raw rows
     p_hat, _ = sc.nadaraya_watson(float(u.mean()), u_tr, p_tr)
@@ -71,6 +76,47 @@ def test_aggregates_equal_batch():
     # merge of two halves is the whole
     half = TaskAggregates.from_rows(g[:20], u[:20]).merge(TaskAggregates.from_rows(g[20:], u[20:]))
     assert half.sum_g == pytest.approx(batch.sum_g)
+
+
+def _phi(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def test_uncertain_method_tests_the_lead_against_the_measured_error():
+    # p_hat = 0.9 (every training task), S2 = 10/20 and 14/20: S3 = 0.9 S2 + 0.1 (1 - S2) = 0.5 and 0.66
+    unc = RoutingParams(method="uncertain")
+    lead = 0.66 - 0.5
+    sure = decide_task(agg_of(10, 14), MODELS, U_TRAIN, P_TRAIN, 0, None, unc, score_sd=0.1)
+    assert sure.model == "small" and sure.method == "S3"
+    assert sure.prob_beats_bma == pytest.approx(_phi(lead / (math.sqrt(2) * 0.1)))  # 0.871
+    unsure = decide_task(agg_of(10, 14), MODELS, U_TRAIN, P_TRAIN, 0, None, unc, score_sd=0.5)
+    assert unsure.model == "big" and unsure.method == "BMA-fallback" and unsure.argmax_model == "small"
+    assert unsure.prob_beats_bma == pytest.approx(_phi(lead / (math.sqrt(2) * 0.5)))  # 0.590 < eta
+    # no score_sd measured (an old artifact): the default spread
+    assert decide_task(agg_of(10, 14), MODELS, U_TRAIN, P_TRAIN, 0, None, unc).prob_beats_bma == pytest.approx(
+        _phi(lead / (math.sqrt(2) * sc.DEFAULT_SCORE_SD)))
+
+
+def test_uncertain_method_does_not_grow_sure_with_the_prompt_count():
+    # the same S2 shares from 20 and from 2,000 prompts: the paper's binomial test becomes certain, the
+    # measured one reads the same lead against the same error
+    unc, sd = RoutingParams(method="uncertain"), 0.3
+    small_n = decide_task(agg_of(10, 11, n=20), MODELS, U_TRAIN, P_TRAIN, 0, None, unc, score_sd=sd)
+    large_n = decide_task(agg_of(1000, 1100, n=2000), MODELS, U_TRAIN, P_TRAIN, 0, None, unc, score_sd=sd)
+    assert small_n.prob_beats_bma == pytest.approx(large_n.prob_beats_bma)
+    assert large_n.model == "big"  # lead 0.04 against sqrt(2) * 0.3: Phi(0.094) = 0.54 < eta
+    paper = decide_task(agg_of(1000, 1100, n=2000), MODELS, U_TRAIN, P_TRAIN, 0, None, PAPER)
+    assert paper.model == "small" and paper.prob_beats_bma > 0.99
+
+
+def test_uncertain_method_gives_the_cheaper_pick_the_cost_margin():
+    # epsilon 0.1 with small cheaper: BMA must lead by 0.5 + 0.1 * 20 answers, i.e. 0.125 per prompt
+    costs = np.array([0.01, 0.0005])
+    unc = RoutingParams(method="uncertain", epsilon=0.1)
+    d = decide_task(agg_of(18, 17), MODELS, U_TRAIN, P_TRAIN, 0, costs, unc, score_sd=0.1)
+    s3_big, s3_small = 0.9 * 0.9 + 0.1 * 0.1, 0.9 * 0.85 + 0.1 * 0.15
+    assert d.model == "small"
+    assert d.prob_beats_bma == pytest.approx(_phi((s3_small - s3_big + 0.125) / (math.sqrt(2) * 0.1)))
 
 
 def test_instance_decision_names_scores():

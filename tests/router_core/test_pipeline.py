@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from router_core import artifact, data, embed, evaluate, loto, reliability
-from router_core.decision import RoutingParams
+from router_core.decision import RoutingParams, decide_task
 from router_core.onnx_encoder import ENCODER_DIR_ENV, encoder_root
 from router_core.router import LabelledSamples, build_router
 from shared_folder import write_shared_folder
@@ -55,17 +55,25 @@ def test_build_save_load_route(subset, vectors, tmp_path):
     d = back.decide(agg)
     assert d.model in subset.models and d.n == len(rows)
     assert set(d.s3) == set(subset.models) and d.ranking[0] == d.model
+    # the default (uncertain) tests the S3 pick against the spread the artifact measured; the paper's
+    # method, asked for, is the paper's decision exactly
+    assert back.params.method == "uncertain" and back.errors.score_sd != reliability.DEFAULT_SCORE_SD
+    same = decide_task(agg, back.models, back.u_train, back.p_train, back.bma, None,
+                       RoutingParams(method="uncertain"), score_sd=back.errors.score_sd)
+    assert d.to_dict() == same.to_dict()
+    assert back.decide(agg, method="paper").to_dict() == decide_task(
+        agg, back.models, back.u_train, back.p_train, back.bma, None, RoutingParams(method="paper")).to_dict()
     # prompts of the pool find themselves first
     ids, dists, _ = back.neighbours(vectors[rows[:3]])
     assert list(ids[:, 0]) == list(rows[:3]) and np.allclose(dists[:, 0], 0, atol=1e-4)
     g, u = back.predict(vectors[rows[:3]])
     assert g.shape == (3, len(subset.models)) and np.all(u > 0)
-    # a few labelled samples of a new task: the paper's method (the default) weighs them as evidence
-    # in decide() and keeps them out of the pool; the calibrated method also lets them join the pool
+    # a few labelled samples of a new task: the S3 methods (the default, uncertain, and the paper's) weigh them
+    # as evidence in decide() and keep them out of the pool; the calibrated method also lets them join the pool
     # (all labelled correct: a neighbour labelled 1 can only raise the mean label, and each of
     # these prompts now finds its own labelled copy among its nearest)
     lab = LabelledSamples(vectors[rows[:4]], np.ones((4, len(subset.models))))
-    assert back.params.method == "paper" and not back.labels_join_pool
+    assert back.params.method == "uncertain" and not back.labels_join_pool
     g_same, _ = back.predict(vectors[rows[:4]], labelled=lab)
     assert np.allclose(g_same[:3], g)
     back.use_method("calibrated")
@@ -92,10 +100,11 @@ def test_evaluate_report_layout(subset, vectors):
     for t in rep["tasks"]:
         assert set(t["scores"]) == {"S1", "S2", "S3", "calibrated"}
         assert set(t["picks"]) == set(evaluate.METHODS)
-        # the shipped default's picks are its method's: with labels, the paper's S3 without them in the
-        # pool, revised by them as evidence (docs/results.md, "Labels as evidence")
-        assert evaluate.default_pick(rep["params"]["method"], rep["alpha"]) == "S3_label_posterior"
-        assert t["picks"]["default"] == t["picks"]["S3_label_posterior"]
+        # the shipped default's picks are its method's: with labels, the uncertain method's S3 pick without
+        # them in the pool, revised by them as evidence (docs/results.md, "Labels as evidence", "Resampled
+        # model pools")
+        assert evaluate.default_pick(rep["params"]["method"], rep["alpha"]) == "S3_uncertain_labels"
+        assert t["picks"]["default"] == t["picks"]["S3_uncertain_labels"]
         acc = t["true_accuracy"]
         assert acc[t["picks"]["Oracle"]] == max(acc.values())
     m = rep["methods"]

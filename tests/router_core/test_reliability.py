@@ -6,6 +6,8 @@ import pytest
 
 from router_core import feedback as fb
 from router_core import reliability as rel
+from router_core import scores as sc
+from router_core.decision import RoutingParams
 
 ERR = rel.ErrorModel(shared_sd=0.05, own_sd=0.05, identity_sd=0.001)
 
@@ -130,6 +132,21 @@ def test_outcomes_that_confirm_the_departure_keep_it():
     out = rel.revise(t["n"], t["s2"], t["p_hat"], t["bma"], 1, ERR, np.array([0.0, 29.0]),
                      np.array([0.0, 30.0]), 0, _fparams("reliability"))
     assert out is None
+
+
+def test_the_uncertain_method_re_makes_the_decision_with_its_own_test():
+    # outcomes that confirm the departure (29 of 30): the paper's binomial test (n = 200) keeps it; the
+    # uncertain method reads the same S3 lead (0.108) against a wide measured spread (0.4) and goes back to BMA
+    t = _departed_task()
+    wide = rel.ErrorModel(shared_sd=0.05, own_sd=0.05, identity_sd=0.001, score_sd=0.4)
+    args = (t["n"], t["s2"], t["p_hat"], t["bma"], 1, wide, np.array([0.0, 29.0]), np.array([0.0, 30.0]), 0,
+            _fparams("reliability"))
+    assert rel.revise(*args) is None
+    out = rel.revise(*args, RoutingParams(method="uncertain"))
+    assert out is not None and out.model == 0 and out.rule == "reliability"
+    # the record of the test: 1 - P(the served model beats BMA) = 1 - Phi(lead / (sqrt(2) 0.4)) = 1 - 0.576
+    assert out.prob == pytest.approx(1.0 - sc.measured_prob_beats(out.mean[1] - out.mean[0], 0.4))
+    assert 0.4 < out.prob < 0.45
 
 
 def test_to_bma_only_never_departs():

@@ -240,7 +240,9 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         argmax = idx[dec_nested.argmax_model or dec_nested.model]
         self_pick = selfcheck.pick(argmax, bma, dec_nested.prob_beats_bma, nested.eta)
         s3_nested = np.array([dec_nested.s3[m] for m in data.models])
-        uncertain, _ = rel.uncertain_pick(s3_nested, argmax, bma, nested.errors.score_sd, params.eta)
+        # the default method's decision (as Router.decide makes it, with the pool's measured score_sd)
+        uncertain = idx[decide_task(agg, data.models, nested.u[train], nested.p[train], bma, costs,
+                                    replace(p_params, method="uncertain"), score_sd=nested.errors.score_sd).model]
         paper = idx[dec_nested.model]  # where too few training tasks measure anything
         better = {"S3_posterior": paper if nested.prior is None
                   else rel.posterior_pick(s3_nested, *nested.prior, nested.errors.score_sd, bma, params.eta),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every leave-one-task-out evaluation behind docs/results.md, reports into ${OUT:-results/}, then the
-# default-method selection rule (benchmarks/select_default.py) over the four by-task reports.
+# default-method selection rules (benchmarks/select_default.py over the four by-task reports,
+# benchmarks/select_pools.py over resampled model pools).
 # Embeddings are cached (~/.cache/llm-router or ROUTER_CACHE_DIR): the first run embeds ~50k prompts
 # (an hour on 2 busy cores), later runs take minutes.
 set -euo pipefail
@@ -16,6 +17,9 @@ $E --data $D/routellm-gpt4-mixtral --out $OUT/routellm.json
 $E --data $D/routerdc-7b           --out $OUT/routerdc-task.json --plots $OUT/plots-routerdc
 $PY benchmarks/select_default.py mmlu-pro=$OUT/mmlupro-task.json routerdc-7b=$OUT/routerdc-task.json \
     routellm=$OUT/routellm.json routerbench=$OUT/routerbench.json --json $OUT/selection.json | tee $OUT/selection.md
+# the resampled-pools rule (docs/results.md, "Resampled model pools"): the candidates on other sets of models
+$PY benchmarks/model_pools.py --out $OUT/pools --shared $D
+$PY benchmarks/select_pools.py $OUT/pools --json $OUT/pools/selection.json | tee $OUT/pools/selection.md
 $E --data $D/mmlu-pro              --out $OUT/mmlupro-subtask.json --holdout-field subtask
 $E --data $D/routerdc-7b           --out $OUT/routerdc-benchmark.json --holdout-field benchmark
 for a in 0.01 0.05 0.1; do

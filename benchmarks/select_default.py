@@ -6,7 +6,8 @@ Each report is an ``llm-router eval`` JSON of one shared dataset held out by tas
 in turn (leave one dataset out), the rule looks only at the *other* datasets: each candidate's worst
 gain over BMA there (accuracy - BMA accuracy); the largest worst gain wins, ties within 0.001 go to
 the larger mean share of the BMA-to-Oracle gap closed, then to the order of CANDIDATES. The choice on
-all datasets together is the one shipped.
+all datasets together was the one shipped until the resampled-pools rule (select_pools.py), whose
+admissible candidates are the ones this rule's table shows never below BMA by more than 0.002.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def main(argv: list[str]) -> int:
         folds[held] = {"chosen": chosen, "gain_over_bma": g, "gap_closed": share}
         print(f"- held out {held}: chosen on the others: **{chosen}**; on {held}: {g:+.4f} over BMA, "
               f"{share:.1%} of the gap closed")
-    print(f"\nChosen on all datasets (shipped): **{final}** (method `{CANDIDATE_METHOD[final]}`)")
+    print(f"\nChosen on all datasets: **{final}** (method `{CANDIDATE_METHOD[final]}`; what ships is the choice of "
+          "the resampled-pools rule, benchmarks/select_pools.py, among the candidates this table admits)")
     if out_json:
         out_json.write_text(json.dumps({"candidates": list(CANDIDATES), "per_dataset": per_set,
                                         "leave_one_dataset_out": folds, "shipped": final,

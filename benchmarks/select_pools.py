@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not benchmarks/router_core.py
 
-from router_core.evaluate import CANDIDATES
+from router_core.evaluate import CANDIDATE_METHOD, CANDIDATES
 
 ADMISSIBLE = ("S3_nested", "S3_uncertain", "S3_posterior", "S3_local_uncertain", "S3_combined_uncertain")
 FAIL, TIE = -0.002, 0.05
@@ -67,9 +67,10 @@ def main(argv: list[str]) -> int:
         print(f"- held out {n}: chosen on the others: **{pick}**; on {n}: failure rate {rate:.2f}, "
               f"mean gain {mean:+.4f}")
     chosen = choose(every)
-    print(f"\nChosen on all pools: **{chosen}**")
+    print(f"\nChosen on all pools (shipped): **{chosen}** (method `{CANDIDATE_METHOD[chosen]}`)")
     if out:
-        out.write_text(json.dumps({"per_dataset": per_set, "held_out": held, "chosen": chosen}, indent=1))
+        out.write_text(json.dumps({"per_dataset": per_set, "held_out": held, "chosen": chosen,
+                                   "method": CANDIDATE_METHOD[chosen]}, indent=1))
     return 0
 
 

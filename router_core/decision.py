@@ -59,6 +59,9 @@ class RoutingParams:
     epsilon: float | None = None  # cost knob: cheapest within epsilon of the best score
     lam: float | None = None  # cost knob: maximise score - lam * USD per query
     fallback: bool = True  # the eta test against BMA
+    # the uncertain test also counts the lead's sampling variance from the n prompts seen (candidate
+    # S3_uncertain_n, docs/results.md "A correction to test: the lead's sampling error")
+    lead_sampling: bool = False
     # how p (the predictors' accuracy on the task) is estimated: the paper's Nadaraya-Watson
     # smoother over u, or "local": held-out agreement around the task's prompts (docs/method.md)
     p_estimator: str = "nadaraya-watson"
@@ -194,7 +197,8 @@ def beats_bma(n: int, n_pos: np.ndarray, s3: np.ndarray, p: np.ndarray, pick: in
     margin = sc.fallback_margin(n, pick, bma, costs, params.epsilon, params.lam)
     if params.method == "uncertain":
         sd = sc.DEFAULT_SCORE_SD if score_sd is None else score_sd
-        return sc.measured_prob_beats(float(s3[pick]) - float(s3[bma]) + margin / max(n, 1), sd)
+        extra = sc.lead_sampling_var(n, n_pos, p, pick, bma) if params.lead_sampling else 0.0
+        return sc.measured_prob_beats(float(s3[pick]) - float(s3[bma]) + margin / max(n, 1), sd, extra)
     return sc.prob_beats(n, n_pos[pick], p[pick], n_pos[bma], p[bma], -margin, params.draws, params.seed)
 
 

@@ -34,7 +34,7 @@ from .data import BenchmarkData
 from .decision import LABEL_EVIDENCE, LABELS_IN_POOL, RoutingParams, decide_calibrated, decide_task
 from .state import TaskAggregates
 
-METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain",
+METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain", "S3_uncertain_n",
            "S3_local_uncertain", "S3_combined_uncertain", "S3_posterior", "ridge", "ridge_selfcheck", "S3_evidence",
            "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior", "S3_uncertain_labels",
            "S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
@@ -49,7 +49,7 @@ METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfchec
 # ridge / ridge_selfcheck: a ridge head on the embeddings instead of the kNN predictor, its constants chosen
 # by inner leave-one-task-out (router_core.ridge)
 CANDIDATES = ("S3_nested", "S3_selfcheck", "S3_uncertain", "S3_local_uncertain", "S3_combined_uncertain",
-              "S3_posterior", "ridge", "ridge_selfcheck", "calibrated", "calibrated_full")
+              "S3_posterior", "ridge", "ridge_selfcheck", "calibrated", "calibrated_full", "S3_uncertain_n")
 PICK_OF_METHOD = {"uncertain": "S3_uncertain", "paper": "S3", "calibrated": "calibrated"}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
 # evidence" and the two labels candidates after it): the paper's (labels join the neighbour pool), the
@@ -59,6 +59,7 @@ PICK_OF_METHOD = {"uncertain": "S3_uncertain", "paper": "S3", "calibrated": "cal
 LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated", "S3_evidence_reliable", "S3_label_posterior")
 CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner LOTO (not a method yet)",
                     "S3_uncertain": "uncertain",
+                    "S3_uncertain_n": "uncertain with the lead's sampling variance (not a method yet)",
                     "S3_local_uncertain": "S3 with the local p, the fallback test on its measured error "
                                           "(not a method yet)",
                     "S3_combined_uncertain": "S3 with the combined p, the fallback test on its measured error "
@@ -243,6 +244,9 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         # the default method's decision (as Router.decide makes it, with the pool's measured score_sd)
         uncertain = idx[decide_task(agg, data.models, nested.u[train], nested.p[train], bma, costs,
                                     replace(p_params, method="uncertain"), score_sd=nested.errors.score_sd).model]
+        uncertain_n = idx[decide_task(agg, data.models, nested.u[train], nested.p[train], bma, costs,
+                                      replace(p_params, method="uncertain", lead_sampling=True),
+                                      score_sd=nested.errors.score_sd).model]
         paper = idx[dec_nested.model]  # where too few training tasks measure anything
         better = {"S3_posterior": paper if nested.prior is None
                   else rel.posterior_pick(s3_nested, *nested.prior, nested.errors.score_sd, bma, params.eta),
@@ -276,7 +280,8 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
             calibrated[name] = dec
     picks = {
         **{name: idx[d.model] for name, d in calibrated.items()},
-        **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain, **better} if nested is not None else {}),
+        **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain, "S3_uncertain_n": uncertain_n, **better}
+           if nested is not None else {}),
         **({"S3_uncertain_labels": uncertain} if nested is not None and alpha > 0 and labelled is None else {}),
         "S1": sc.cost_aware_choice(s1v, costs, params.epsilon, params.lam),
         "S2": sc.cost_aware_choice(s2v, costs, params.epsilon, params.lam),

@@ -147,12 +147,29 @@ def normal_cdf(z: float) -> float:
     return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
 
 
-def measured_prob_beats(lead: float, score_sd: float) -> float:
+def measured_prob_beats(lead: float, score_sd: float, extra_var: float = 0.0) -> float:
     """P(a pick beats BMA) when its S3 leads BMA's by ``lead`` and each S3 misses the model's accuracy
-    with the spread ``score_sd`` measured on training tasks: Phi(lead / (sqrt(2) score_sd)). The fallback
-    test of the ``uncertain`` method (docs/method.md): the paper's binomial test takes S3 as exact, so its
-    confidence grows with the task's prompt count while S3's own error does not shrink."""
-    return normal_cdf(lead / (math.sqrt(2.0) * max(score_sd, MIN_SD)))
+    with the spread ``score_sd`` measured on training tasks: Phi(lead / sqrt(2 score_sd^2 + extra_var)).
+    The fallback test of the ``uncertain`` method (docs/method.md): the paper's binomial test takes S3 as
+    exact, so its confidence grows with the task's prompt count while S3's own error does not shrink.
+    ``extra_var``: the lead's sampling variance from the prompts seen (:func:`lead_sampling_var`)."""
+    if extra_var <= 0.0:
+        return normal_cdf(lead / (math.sqrt(2.0) * max(score_sd, MIN_SD)))
+    return normal_cdf(lead / math.sqrt(2.0 * max(score_sd, MIN_SD) ** 2 + extra_var))
+
+
+def lead_sampling_var(n: int, n_pos: np.ndarray, p: np.ndarray, a: int, b: int) -> float:
+    """The sampling variance of S3(a) - S3(b) read from ``n`` prompts: S3 = (2p - 1) S2 + 1 - p with S2
+    a share of n prompts (``n_pos / n``), each model's share counted as independent:
+    [(2p_a - 1)^2 S2_a (1 - S2_a) + (2p_b - 1)^2 S2_b (1 - S2_b)] / n."""
+    n = max(int(n), 1)
+
+    def one(m: int) -> float:
+        s2 = float(np.clip(n_pos[m] / n, 0.0, 1.0))
+        slope = 2.0 * float(np.clip(p[m], 0.0, 1.0)) - 1.0
+        return slope * slope * s2 * (1.0 - s2)
+
+    return (one(a) + one(b)) / n
 
 
 def prob_beats(n: int, n_pos_a: float, p_a: float, n_pos_b: float, p_b: float,

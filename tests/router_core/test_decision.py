@@ -109,6 +109,19 @@ def test_uncertain_method_does_not_grow_sure_with_the_prompt_count():
     assert paper.model == "small" and paper.prob_beats_bma > 0.99
 
 
+def test_uncertain_test_with_the_leads_sampling_variance():
+    # the same task (S2 0.5 and 0.7 of n = 20 prompts, p = 0.9): the lead's sampling variance is
+    # [0.8^2 * 0.5 * 0.5 + 0.8^2 * 0.7 * 0.3] / 20 = 0.01472, added to 2 * 0.1^2
+    v = (0.64 * 0.25 + 0.64 * 0.21) / 20
+    assert sc.lead_sampling_var(20, np.array([10.0, 14.0]), np.array([0.9, 0.9]), 1, 0) == pytest.approx(v)
+    unc_n = RoutingParams(method="uncertain", lead_sampling=True)
+    d = decide_task(agg_of(10, 14), MODELS, U_TRAIN, P_TRAIN, 0, None, unc_n, score_sd=0.1)
+    assert d.prob_beats_bma == pytest.approx(_phi(0.16 / math.sqrt(2 * 0.01 + v)))  # 0.805, against 0.871
+    # a hundred times the prompts, the same shares: the sampling term shrinks a hundredfold
+    many = decide_task(agg_of(1000, 1400, n=2000), MODELS, U_TRAIN, P_TRAIN, 0, None, unc_n, score_sd=0.1)
+    assert many.prob_beats_bma == pytest.approx(_phi(0.16 / math.sqrt(2 * 0.01 + v / 100)))
+
+
 def test_uncertain_method_gives_the_cheaper_pick_the_cost_margin():
     # epsilon 0.1 with small cheaper: BMA must lead by 0.5 + 0.1 * 20 answers, i.e. 0.125 per prompt
     costs = np.array([0.01, 0.0005])

@@ -31,7 +31,7 @@ from . import ridge
 from . import scores as sc
 from . import selfcheck
 from .data import BenchmarkData
-from .decision import LABEL_EVIDENCE, LABELS_IN_POOL, RoutingParams, decide_calibrated, decide_task
+from .decision import LABEL_EVIDENCE, LABELS_IN_POOL, Decision, RoutingParams, decide_calibrated, decide_task
 from .state import TaskAggregates
 
 METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain", "S3_uncertain_n",
@@ -236,17 +236,20 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
     s1v, s2v = agg.sum_g / agg.n, agg.sum_gbar / agg.n
     s3_true = sc.s3_from_s2(s2v, p_true_filled)
     if nested is not None:
-        dec_nested = decide_task(agg, data.models, nested.u[train], nested.p[train], bma, costs, p_params)
+        def in_nested(a: TaskAggregates, method: str, lead_sampling: bool = False) -> Decision:
+            """An S3 method's decision from the pool without this task (its p_hat targets and score_sd)."""
+            return decide_task(a, data.models, nested.u[train], nested.p[train], bma, costs,
+                               replace(p_params, method=method, lead_sampling=lead_sampling),
+                               score_sd=nested.errors.score_sd)
+
+        dec_nested = in_nested(agg, "paper")
         calibrated["S3_nested"] = dec_nested
         argmax = idx[dec_nested.argmax_model or dec_nested.model]
         self_pick = selfcheck.pick(argmax, bma, dec_nested.prob_beats_bma, nested.eta)
         s3_nested = np.array([dec_nested.s3[m] for m in data.models])
         # the default method's decision (as Router.decide makes it, with the pool's measured score_sd)
-        uncertain = idx[decide_task(agg, data.models, nested.u[train], nested.p[train], bma, costs,
-                                    replace(p_params, method="uncertain"), score_sd=nested.errors.score_sd).model]
-        uncertain_n = idx[decide_task(agg, data.models, nested.u[train], nested.p[train], bma, costs,
-                                      replace(p_params, method="uncertain", lead_sampling=True),
-                                      score_sd=nested.errors.score_sd).model]
+        uncertain = idx[in_nested(agg, "uncertain").model]
+        uncertain_n = idx[in_nested(agg, "uncertain", lead_sampling=True).model]
         paper = idx[dec_nested.model]  # where too few training tasks measure anything
         better = {"S3_posterior": paper if nested.prior is None
                   else rel.posterior_pick(s3_nested, *nested.prior, nested.errors.score_sd, bma, params.eta),
@@ -271,10 +274,8 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         calibrated["S3_label_posterior"] = label_evidence.revise_decision(dec0, data.models, errors, *labelled,
                                                                           params, costs)
         if nested is not None:  # the same labels path from the uncertain method's zero-label decision
-            dec0u = decide_task(agg0, data.models, nested.u[train], nested.p[train], bma, costs,
-                                replace(p_params, method="uncertain"), score_sd=nested.errors.score_sd)
-            calibrated["S3_uncertain_labels"] = label_evidence.revise_decision(dec0u, data.models, errors,
-                                                                               *labelled, params, costs)
+            calibrated["S3_uncertain_labels"] = label_evidence.revise_decision(
+                in_nested(agg0, "uncertain"), data.models, errors, *labelled, params, costs)
     elif alpha > 0:  # a task too small for any label at this alpha: the zero-label decision
         for name in ("S3_evidence", "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior"):
             calibrated[name] = dec

@@ -62,6 +62,9 @@ class RoutingParams:
     # the uncertain test also counts the lead's sampling variance from the n prompts seen (candidate
     # S3_uncertain_n, docs/results.md "A correction to test: the lead's sampling error")
     lead_sampling: bool = False
+    # the uncertain test's pick must also pass the paper's binomial test on the n prompts seen (candidate
+    # S3_uncertain_guard, docs/results.md "The ten-prompt shortfall on more streams")
+    binomial_guard: bool = False
     # how p (the predictors' accuracy on the task) is estimated: the paper's Nadaraya-Watson
     # smoother over u, or "local": held-out agreement around the task's prompts (docs/method.md)
     p_estimator: str = "nadaraya-watson"
@@ -198,7 +201,11 @@ def beats_bma(n: int, n_pos: np.ndarray, s3: np.ndarray, p: np.ndarray, pick: in
     if params.method == "uncertain":
         sd = sc.DEFAULT_SCORE_SD if score_sd is None else score_sd
         extra = sc.lead_sampling_var(n, n_pos, p, pick, bma) if params.lead_sampling else 0.0
-        return sc.measured_prob_beats(float(s3[pick]) - float(s3[bma]) + margin / max(n, 1), sd, extra)
+        measured = sc.measured_prob_beats(float(s3[pick]) - float(s3[bma]) + margin / max(n, 1), sd, extra)
+        if not params.binomial_guard:
+            return measured
+        return min(measured, sc.prob_beats(n, n_pos[pick], p[pick], n_pos[bma], p[bma], -margin, params.draws,
+                                           params.seed))
     return sc.prob_beats(n, n_pos[pick], p[pick], n_pos[bma], p[bma], -margin, params.draws, params.seed)
 
 

@@ -35,6 +35,7 @@ from .decision import LABEL_EVIDENCE, LABELS_IN_POOL, Decision, RoutingParams, d
 from .state import TaskAggregates
 
 METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfcheck", "S3_uncertain", "S3_uncertain_n",
+           "S3_uncertain_guard",
            "S3_local_uncertain", "S3_combined_uncertain", "S3_posterior", "ridge", "ridge_selfcheck", "S3_evidence",
            "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior", "S3_uncertain_labels",
            "S1", "S2", "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle")
@@ -49,7 +50,8 @@ METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfchec
 # ridge / ridge_selfcheck: a ridge head on the embeddings instead of the kNN predictor, its constants chosen
 # by inner leave-one-task-out (router_core.ridge)
 CANDIDATES = ("S3_nested", "S3_selfcheck", "S3_uncertain", "S3_local_uncertain", "S3_combined_uncertain",
-              "S3_posterior", "ridge", "ridge_selfcheck", "calibrated", "calibrated_full", "S3_uncertain_n")
+              "S3_posterior", "ridge", "ridge_selfcheck", "calibrated", "calibrated_full", "S3_uncertain_n",
+              "S3_uncertain_guard")
 PICK_OF_METHOD = {"uncertain": "S3_uncertain", "paper": "S3", "calibrated": "calibrated"}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
 # evidence" and the two labels candidates after it): the paper's (labels join the neighbour pool), the
@@ -60,6 +62,8 @@ LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated", "S3_e
 CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner LOTO (not a method yet)",
                     "S3_uncertain": "uncertain",
                     "S3_uncertain_n": "uncertain with the lead's sampling variance (not a method yet)",
+                    "S3_uncertain_guard": "uncertain, its pick also passing the paper's binomial test (not a "
+                                          "method yet)",
                     "S3_local_uncertain": "S3 with the local p, the fallback test on its measured error "
                                           "(not a method yet)",
                     "S3_combined_uncertain": "S3 with the combined p, the fallback test on its measured error "
@@ -236,10 +240,13 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
     s1v, s2v = agg.sum_g / agg.n, agg.sum_gbar / agg.n
     s3_true = sc.s3_from_s2(s2v, p_true_filled)
     if nested is not None:
-        def in_nested(a: TaskAggregates, method: str, lead_sampling: bool = False) -> Decision:
-            """An S3 method's decision from the pool without this task (its p_hat targets and score_sd)."""
+        def in_nested(a: TaskAggregates, method: str, lead_sampling: bool = False,
+                      binomial_guard: bool = False) -> Decision:
+            """An S3 method's decision from the pool without this task (its p_hat targets and score_sd),
+            with the uncertain test's variants (RoutingParams.lead_sampling, .binomial_guard)."""
             return decide_task(a, data.models, nested.u[train], nested.p[train], bma, costs,
-                               replace(p_params, method=method, lead_sampling=lead_sampling),
+                               replace(p_params, method=method, lead_sampling=lead_sampling,
+                                       binomial_guard=binomial_guard),
                                score_sd=nested.errors.score_sd)
 
         dec_nested = in_nested(agg, "paper")
@@ -250,6 +257,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         # the default method's decision (as Router.decide makes it, with the pool's measured score_sd)
         uncertain = idx[in_nested(agg, "uncertain").model]
         uncertain_n = idx[in_nested(agg, "uncertain", lead_sampling=True).model]
+        uncertain_guard = idx[in_nested(agg, "uncertain", binomial_guard=True).model]
         paper = idx[dec_nested.model]  # where too few training tasks measure anything
         better = {"S3_posterior": paper if nested.prior is None
                   else rel.posterior_pick(s3_nested, *nested.prior, nested.errors.score_sd, bma, params.eta),
@@ -281,7 +289,8 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
             calibrated[name] = dec
     picks = {
         **{name: idx[d.model] for name, d in calibrated.items()},
-        **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain, "S3_uncertain_n": uncertain_n, **better}
+        **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain, "S3_uncertain_n": uncertain_n,
+            "S3_uncertain_guard": uncertain_guard, **better}
            if nested is not None else {}),
         **({"S3_uncertain_labels": uncertain} if nested is not None and alpha > 0 and labelled is None else {}),
         "S1": sc.cost_aware_choice(s1v, costs, params.epsilon, params.lam),

@@ -122,6 +122,24 @@ def test_uncertain_test_with_the_leads_sampling_variance():
     assert many.prob_beats_bma == pytest.approx(_phi(0.16 / math.sqrt(2 * 0.01 + v / 100)))
 
 
+def test_uncertain_guard_takes_the_lesser_of_both_tests():
+    # S2 0.5 and 0.55 (p = 0.9): S3 leads by 0.04; against score_sd 0.01 the measured test is sure
+    # (Phi(2.83)), while the paper's binomial test on 20 prompts is not: the guard keeps BMA
+    guard, unc, sd = RoutingParams(method="uncertain", binomial_guard=True), RoutingParams(method="uncertain"), 0.01
+    few = agg_of(10, 11, n=20)
+    measured = decide_task(few, MODELS, U_TRAIN, P_TRAIN, 0, None, unc, score_sd=sd)
+    binomial = decide_task(few, MODELS, U_TRAIN, P_TRAIN, 0, None, PAPER)
+    guarded = decide_task(few, MODELS, U_TRAIN, P_TRAIN, 0, None, guard, score_sd=sd)
+    assert measured.model == "small" and measured.prob_beats_bma == pytest.approx(_phi(0.04 / (math.sqrt(2) * sd)))
+    assert binomial.model == "big" and binomial.prob_beats_bma < sc.ETA
+    assert guarded.model == "big" and guarded.prob_beats_bma == binomial.prob_beats_bma
+    # the same shares from 2,000 prompts: the binomial test is certain, the measured one decides alone
+    many = agg_of(1000, 1100, n=2000)
+    assert decide_task(many, MODELS, U_TRAIN, P_TRAIN, 0, None, PAPER).prob_beats_bma == 1.0
+    guarded = decide_task(many, MODELS, U_TRAIN, P_TRAIN, 0, None, guard, score_sd=sd)
+    assert guarded.model == "small" and guarded.prob_beats_bma == pytest.approx(_phi(0.04 / (math.sqrt(2) * sd)))
+
+
 def test_uncertain_method_gives_the_cheaper_pick_the_cost_margin():
     # epsilon 0.1 with small cheaper: BMA must lead by 0.5 + 0.1 * 20 answers, i.e. 0.125 per prompt
     costs = np.array([0.01, 0.0005])

@@ -67,7 +67,8 @@ def main(argv: list[str]) -> int:
         print(f"- held out {n}: chosen on the others: **{pick}**; on {n}: failure rate {rate:.2f}, "
               f"mean gain {mean:+.4f}")
     chosen = choose(every)
-    print(f"\nChosen on all pools (shipped): **{chosen}** (method `{CANDIDATE_METHOD[chosen]}`)")
+    print(f"\nChosen on all pools by this rule: **{chosen}** (method `{CANDIDATE_METHOD[chosen]}`); the shipped "
+          "default adds the binomial guard to it, by the ten-prompt rule (docs/results.md)")
     if out:
         out.write_text(json.dumps({"per_dataset": per_set, "held_out": held, "chosen": chosen,
                                    "method": CANDIDATE_METHOD[chosen]}, indent=1))

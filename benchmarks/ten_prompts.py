@@ -31,11 +31,12 @@ from router_core import scores as sc
 from router_core.replay import Prepared, prepare, staged
 
 DATASETS = ("mmlu-pro", "routerdc-7b", "routellm-gpt4-mixtral", "routerbench-subset")
-# the fallback tests compared, as RoutingParams fields (the rows of evaluate's candidates of the same names)
+# the fallback tests compared, as RoutingParams fields (the rows of evaluate's candidates S3_<name>, the
+# shipped default being uncertain_guard)
 VARIANTS: dict[str, dict[str, Any]] = {
     "paper": {"method": "paper"},
-    "uncertain": {"method": "uncertain"},
-    "uncertain_n": {"method": "uncertain", "lead_sampling": True},
+    "uncertain": {"method": "uncertain", "binomial_guard": False},
+    "uncertain_n": {"method": "uncertain", "lead_sampling": True, "binomial_guard": False},
     "uncertain_guard": {"method": "uncertain", "binomial_guard": True},
 }
 

@@ -25,7 +25,8 @@ P_ESTIMATORS = ("nadaraya-watson", "local")
 METHODS = ("uncertain", "paper", "calibrated")
 S3_METHODS = ("uncertain", "paper")  # the methods that pick by S3 (decide_task) and differ in the fallback test
 # chosen by the resampled-pools rule in docs/results.md ("Resampled model pools": S3_uncertain won; the
-# four-report rule before it had kept the paper's method, S3_nested)
+# four-report rule before it had kept the paper's method, S3_nested); its pick also passes the paper's
+# binomial test since "The ten-prompt shortfall on more streams" (RoutingParams.binomial_guard)
 DEFAULT_METHOD = "uncertain"
 # how the paper's method uses a task's labelled prompts, chosen by the rules in docs/results.md ("Labels
 # as evidence", then "A sixth labels candidate": S3_label_posterior won): they are weighed as direct
@@ -62,9 +63,10 @@ class RoutingParams:
     # the uncertain test also counts the lead's sampling variance from the n prompts seen (candidate
     # S3_uncertain_n, docs/results.md "A correction to test: the lead's sampling error")
     lead_sampling: bool = False
-    # the uncertain test's pick must also pass the paper's binomial test on the n prompts seen (candidate
-    # S3_uncertain_guard, docs/results.md "The ten-prompt shortfall on more streams")
-    binomial_guard: bool = False
+    # the uncertain test's pick must also pass the paper's binomial test on the n prompts seen: the shipped
+    # default since the rule in docs/results.md "The ten-prompt shortfall on more streams" chose it
+    # (candidate S3_uncertain_guard); False gives the test without it (the evaluation's S3_uncertain)
+    binomial_guard: bool = True
     # how p (the predictors' accuracy on the task) is estimated: the paper's Nadaraya-Watson
     # smoother over u, or "local": held-out agreement around the task's prompts (docs/method.md)
     p_estimator: str = "nadaraya-watson"
@@ -194,7 +196,9 @@ def beats_bma(n: int, n_pos: np.ndarray, s3: np.ndarray, p: np.ndarray, pick: in
               costs: np.ndarray | None, params: RoutingParams, score_sd: float | None = None) -> float:
     """P(``pick`` beats BMA), by the method's test: the paper's (each model's count of correct answers
     drawn as if p and S2 were exact) or, for ``uncertain``, S3's lead read against the error S3 makes
-    between the models of training tasks (``score_sd``; ``scores.DEFAULT_SCORE_SD`` where not measured).
+    between the models of training tasks (``score_sd``; ``scores.DEFAULT_SCORE_SD`` where not measured),
+    and with ``binomial_guard`` (the default) the lesser of that and the paper's: the measured test knows
+    S3's systematic error, the binomial one what a handful of prompts can show.
     Under the cost knobs BMA must lead by ``scores.fallback_margin`` (answers; per prompt for the
     measured test)."""
     margin = sc.fallback_margin(n, pick, bma, costs, params.epsilon, params.lam)

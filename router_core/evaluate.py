@@ -44,15 +44,16 @@ METHODS = ("default", "calibrated", "calibrated_full", "S3_nested", "S3_selfchec
 # (S3_nested), the calibrated expected accuracy with its strength chosen by inner leave-one-task-out,
 # and the same at full strength; S3_selfcheck: S3_nested with its fallback threshold chosen by inner
 # leave-one-task-out on the training tasks (router_core.selfcheck); S3_uncertain: the fallback test on
-# S3's error measured on the training tasks; S3_local_uncertain / S3_combined_uncertain: the same test
-# for S3 with the nested local p / with p_hat and the local p combined by their measured errors;
-# S3_posterior: each model's relative accuracy from the training record (prior) and S3 (measurement)
-# ridge / ridge_selfcheck: a ridge head on the embeddings instead of the kNN predictor, its constants chosen
-# by inner leave-one-task-out (router_core.ridge)
+# S3's error measured on the training tasks, without the binomial guard the default adds (S3_uncertain_guard,
+# the shipped default; S3_uncertain_n: with the lead's sampling variance); S3_local_uncertain /
+# S3_combined_uncertain: the same test for S3 with the nested local p / with p_hat and the local p combined by
+# their measured errors; S3_posterior: each model's relative accuracy from the training record (prior) and S3
+# (measurement); ridge / ridge_selfcheck: a ridge head on the embeddings instead of the kNN predictor, its
+# constants chosen by inner leave-one-task-out (router_core.ridge)
 CANDIDATES = ("S3_nested", "S3_selfcheck", "S3_uncertain", "S3_local_uncertain", "S3_combined_uncertain",
               "S3_posterior", "ridge", "ridge_selfcheck", "calibrated", "calibrated_full", "S3_uncertain_n",
               "S3_uncertain_guard")
-PICK_OF_METHOD = {"uncertain": "S3_uncertain", "paper": "S3", "calibrated": "calibrated"}
+PICK_OF_METHOD = {"uncertain": "S3_uncertain_guard", "paper": "S3", "calibrated": "calibrated"}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
 # evidence" and the two labels candidates after it): the paper's (labels join the neighbour pool), the
 # same then revised by the labels through the feedback rule (feedback.with_label_evidence), revised by it
@@ -60,10 +61,10 @@ PICK_OF_METHOD = {"uncertain": "S3_uncertain", "paper": "S3", "calibrated": "cal
 # predictors (reliability.with_label_evidence), and a posterior per model (router_core.labels: shipped)
 LABEL_CANDIDATES = ("S3", "S3_evidence", "S3_evidence_only", "calibrated", "S3_evidence_reliable", "S3_label_posterior")
 CANDIDATE_METHOD = {"S3_nested": "paper", "S3_selfcheck": "paper, eta by inner LOTO (not a method yet)",
-                    "S3_uncertain": "uncertain",
+                    "S3_uncertain": "uncertain without its binomial guard (the default until the ten-prompt "
+                                    "rule)",
                     "S3_uncertain_n": "uncertain with the lead's sampling variance (not a method yet)",
-                    "S3_uncertain_guard": "uncertain, its pick also passing the paper's binomial test (not a "
-                                          "method yet)",
+                    "S3_uncertain_guard": "uncertain",
                     "S3_local_uncertain": "S3 with the local p, the fallback test on its measured error "
                                           "(not a method yet)",
                     "S3_combined_uncertain": "S3 with the combined p, the fallback test on its measured error "
@@ -254,7 +255,8 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         argmax = idx[dec_nested.argmax_model or dec_nested.model]
         self_pick = selfcheck.pick(argmax, bma, dec_nested.prob_beats_bma, nested.eta)
         s3_nested = np.array([dec_nested.s3[m] for m in data.models])
-        # the default method's decision (as Router.decide makes it, with the pool's measured score_sd)
+        # the default method's decision (as Router.decide makes it, with the pool's measured score_sd),
+        # and its test without the binomial guard (S3_uncertain) or with the lead's sampling variance
         uncertain = idx[in_nested(agg, "uncertain").model]
         uncertain_n = idx[in_nested(agg, "uncertain", lead_sampling=True).model]
         uncertain_guard = idx[in_nested(agg, "uncertain", binomial_guard=True).model]
@@ -283,7 +285,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
                                                                           params, costs)
         if nested is not None:  # the same labels path from the uncertain method's zero-label decision
             calibrated["S3_uncertain_labels"] = label_evidence.revise_decision(
-                in_nested(agg0, "uncertain"), data.models, errors, *labelled, params, costs)
+                in_nested(agg0, "uncertain", binomial_guard=True), data.models, errors, *labelled, params, costs)
     elif alpha > 0:  # a task too small for any label at this alpha: the zero-label decision
         for name in ("S3_evidence", "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior"):
             calibrated[name] = dec
@@ -292,7 +294,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         **({"S3_selfcheck": self_pick, "S3_uncertain": uncertain, "S3_uncertain_n": uncertain_n,
             "S3_uncertain_guard": uncertain_guard, **better}
            if nested is not None else {}),
-        **({"S3_uncertain_labels": uncertain} if nested is not None and alpha > 0 and labelled is None else {}),
+        **({"S3_uncertain_labels": uncertain_guard} if nested is not None and alpha > 0 and labelled is None else {}),
         "S1": sc.cost_aware_choice(s1v, costs, params.epsilon, params.lam),
         "S2": sc.cost_aware_choice(s2v, costs, params.epsilon, params.lam),
         "S3": idx[dec.model],

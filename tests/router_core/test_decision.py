@@ -84,7 +84,8 @@ def _phi(z: float) -> float:
 
 def test_uncertain_method_tests_the_lead_against_the_measured_error():
     # p_hat = 0.9 (every training task), S2 = 10/20 and 14/20: S3 = 0.9 S2 + 0.1 (1 - S2) = 0.5 and 0.66
-    unc = RoutingParams(method="uncertain")
+    # (the measured test alone: without the default's binomial guard)
+    unc = RoutingParams(method="uncertain", binomial_guard=False)
     lead = 0.66 - 0.5
     sure = decide_task(agg_of(10, 14), MODELS, U_TRAIN, P_TRAIN, 0, None, unc, score_sd=0.1)
     assert sure.model == "small" and sure.method == "S3"
@@ -100,7 +101,7 @@ def test_uncertain_method_tests_the_lead_against_the_measured_error():
 def test_uncertain_method_does_not_grow_sure_with_the_prompt_count():
     # the same S2 shares from 20 and from 2,000 prompts: the paper's binomial test becomes certain, the
     # measured one reads the same lead against the same error
-    unc, sd = RoutingParams(method="uncertain"), 0.3
+    unc, sd = RoutingParams(method="uncertain", binomial_guard=False), 0.3
     small_n = decide_task(agg_of(10, 11, n=20), MODELS, U_TRAIN, P_TRAIN, 0, None, unc, score_sd=sd)
     large_n = decide_task(agg_of(1000, 1100, n=2000), MODELS, U_TRAIN, P_TRAIN, 0, None, unc, score_sd=sd)
     assert small_n.prob_beats_bma == pytest.approx(large_n.prob_beats_bma)
@@ -114,7 +115,7 @@ def test_uncertain_test_with_the_leads_sampling_variance():
     # [0.8^2 * 0.5 * 0.5 + 0.8^2 * 0.7 * 0.3] / 20 = 0.01472, added to 2 * 0.1^2
     v = (0.64 * 0.25 + 0.64 * 0.21) / 20
     assert sc.lead_sampling_var(20, np.array([10.0, 14.0]), np.array([0.9, 0.9]), 1, 0) == pytest.approx(v)
-    unc_n = RoutingParams(method="uncertain", lead_sampling=True)
+    unc_n = RoutingParams(method="uncertain", lead_sampling=True, binomial_guard=False)
     d = decide_task(agg_of(10, 14), MODELS, U_TRAIN, P_TRAIN, 0, None, unc_n, score_sd=0.1)
     assert d.prob_beats_bma == pytest.approx(_phi(0.16 / math.sqrt(2 * 0.01 + v)))  # 0.805, against 0.871
     # a hundred times the prompts, the same shares: the sampling term shrinks a hundredfold
@@ -124,8 +125,9 @@ def test_uncertain_test_with_the_leads_sampling_variance():
 
 def test_uncertain_guard_takes_the_lesser_of_both_tests():
     # S2 0.5 and 0.55 (p = 0.9): S3 leads by 0.04; against score_sd 0.01 the measured test is sure
-    # (Phi(2.83)), while the paper's binomial test on 20 prompts is not: the guard keeps BMA
-    guard, unc, sd = RoutingParams(method="uncertain", binomial_guard=True), RoutingParams(method="uncertain"), 0.01
+    # (Phi(2.83)), while the paper's binomial test on 20 prompts is not: the guard (on by default) keeps BMA
+    guard, sd = RoutingParams(method="uncertain"), 0.01
+    unc = RoutingParams(method="uncertain", binomial_guard=False)
     few = agg_of(10, 11, n=20)
     measured = decide_task(few, MODELS, U_TRAIN, P_TRAIN, 0, None, unc, score_sd=sd)
     binomial = decide_task(few, MODELS, U_TRAIN, P_TRAIN, 0, None, PAPER)
@@ -143,7 +145,7 @@ def test_uncertain_guard_takes_the_lesser_of_both_tests():
 def test_uncertain_method_gives_the_cheaper_pick_the_cost_margin():
     # epsilon 0.1 with small cheaper: BMA must lead by 0.5 + 0.1 * 20 answers, i.e. 0.125 per prompt
     costs = np.array([0.01, 0.0005])
-    unc = RoutingParams(method="uncertain", epsilon=0.1)
+    unc = RoutingParams(method="uncertain", epsilon=0.1, binomial_guard=False)
     d = decide_task(agg_of(18, 17), MODELS, U_TRAIN, P_TRAIN, 0, costs, unc, score_sd=0.1)
     s3_big, s3_small = 0.9 * 0.9 + 0.1 * 0.1, 0.9 * 0.85 + 0.1 * 0.15
     assert d.model == "small"

@@ -55,8 +55,8 @@ def shortfalls(rep: dict, limit: int = 12) -> str:
 def overview(paths: list[str]) -> str:
     """One column per report: the shipped default, the candidates and the references, side by side."""
     reps = [json.loads(Path(p).read_text()) for p in paths]
-    rows = ["default", "S3_uncertain", "S3_nested", "calibrated", "calibrated_full", "S1", "S2", "S3", "S3_local_p",
-            "S3_true_p", "BMA", "Oracle"]
+    rows = ["default", "S3_uncertain_guard", "S3_uncertain", "S3_nested", "calibrated", "calibrated_full", "S1", "S2",
+            "S3", "S3_local_p", "S3_true_p", "BMA", "Oracle"]
     head = "| method | " + " | ".join(f"{r['dataset']} by {r.get('holdout_field', 'task')}" for r in reps) + " |"
     out = [head, "|" + "---|" * (len(reps) + 1)]
     for m in rows:

@@ -20,6 +20,9 @@ $PY benchmarks/select_default.py mmlu-pro=$OUT/mmlupro-task.json routerdc-7b=$OU
 # the resampled-pools rule (docs/results.md, "Resampled model pools"): the candidates on other sets of models
 $PY benchmarks/model_pools.py --out $OUT/pools --shared $D
 $PY benchmarks/select_pools.py $OUT/pools --json $OUT/pools/selection.json | tee $OUT/pools/selection.md
+# the ten-prompt rule (docs/results.md, "The ten-prompt shortfall on more streams"): the fallback tests on the
+# gateway's decisions from a task's first ten prompts, every test on the same 100 streams per task
+$PY benchmarks/ten_prompts.py --out $OUT/n10 --shared $D
 $E --data $D/mmlu-pro              --out $OUT/mmlupro-subtask.json --holdout-field subtask
 $E --data $D/routerdc-7b           --out $OUT/routerdc-benchmark.json --holdout-field benchmark
 for a in 0.01 0.05 0.1; do

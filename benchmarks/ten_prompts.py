@@ -28,17 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, not
 from router_core import data as data_mod
 from router_core import embed
 from router_core import scores as sc
+from router_core.evaluate import FALLBACK_TESTS
 from router_core.replay import Prepared, prepare, staged
 
 DATASETS = ("mmlu-pro", "routerdc-7b", "routellm-gpt4-mixtral", "routerbench-subset")
-# the fallback tests compared, as RoutingParams fields (the rows of evaluate's candidates S3_<name>, the
-# shipped default being uncertain_guard)
-VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": {"method": "paper"},
-    "uncertain": {"method": "uncertain", "binomial_guard": False},
-    "uncertain_n": {"method": "uncertain", "lead_sampling": True, "binomial_guard": False},
-    "uncertain_guard": {"method": "uncertain", "binomial_guard": True},
-}
 
 
 def run(prep: Prepared, variants: list[str], streams: int, seed: int, min_samples: int) -> dict[str, Any]:
@@ -60,7 +53,7 @@ def run(prep: Prepared, variants: list[str], streams: int, seed: int, min_sample
             with np.errstate(invalid="ignore"):
                 bma_acc = float(np.nanmean(labels[:, bma]))
             for v in variants:
-                params = replace(prep.params, seed=seed + s, **VARIANTS[v])
+                params = replace(prep.params, seed=seed + s, **FALLBACK_TESTS[v])
                 picks, _ = staged(rows[order], table, models, train, bma, costs, params, min_samples,
                                   prep.nested[d].errors.score_sd)
                 served = np.full(len(rows), picks[-1])
@@ -84,13 +77,14 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=100, help="streams per task (the same for every variant)")
     ap.add_argument("--seed", type=int, default=1000, help="stream s is drawn with numpy's default_rng(seed + s)")
     ap.add_argument("--min-samples", type=int, default=10)
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(FALLBACK_TESTS), help="a comma-separated subset of "
+                    "router_core.evaluate.FALLBACK_TESTS (the shipped default: uncertain_guard)")
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("ROUTER_SHARED_DATA", "../shared/data")))
     args = ap.parse_args()
     variants = args.variants.split(",")
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in FALLBACK_TESTS]
     if unknown:
-        ap.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+        ap.error(f"unknown variants {unknown}; choose from {', '.join(FALLBACK_TESTS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, dict[str, float]] = {v: {} for v in variants}
     for name in args.datasets:

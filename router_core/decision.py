@@ -202,15 +202,16 @@ def beats_bma(n: int, n_pos: np.ndarray, s3: np.ndarray, p: np.ndarray, pick: in
     Under the cost knobs BMA must lead by ``scores.fallback_margin`` (answers; per prompt for the
     measured test)."""
     margin = sc.fallback_margin(n, pick, bma, costs, params.epsilon, params.lam)
-    if params.method == "uncertain":
-        sd = sc.DEFAULT_SCORE_SD if score_sd is None else score_sd
-        extra = sc.lead_sampling_var(n, n_pos, p, pick, bma) if params.lead_sampling else 0.0
-        measured = sc.measured_prob_beats(float(s3[pick]) - float(s3[bma]) + margin / max(n, 1), sd, extra)
-        if not params.binomial_guard:
-            return measured
-        return min(measured, sc.prob_beats(n, n_pos[pick], p[pick], n_pos[bma], p[bma], -margin, params.draws,
-                                           params.seed))
-    return sc.prob_beats(n, n_pos[pick], p[pick], n_pos[bma], p[bma], -margin, params.draws, params.seed)
+
+    def binomial() -> float:
+        return sc.prob_beats(n, n_pos[pick], p[pick], n_pos[bma], p[bma], -margin, params.draws, params.seed)
+
+    if params.method != "uncertain":
+        return binomial()
+    sd = sc.DEFAULT_SCORE_SD if score_sd is None else score_sd
+    extra = sc.lead_sampling_var(n, n_pos, p, pick, bma) if params.lead_sampling else 0.0
+    measured = sc.measured_prob_beats(float(s3[pick]) - float(s3[bma]) + margin / max(n, 1), sd, extra)
+    return min(measured, binomial()) if params.binomial_guard else measured
 
 
 def task_features(agg: TaskAggregates, p_local: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -54,6 +54,15 @@ CANDIDATES = ("S3_nested", "S3_selfcheck", "S3_uncertain", "S3_local_uncertain",
               "S3_posterior", "ridge", "ridge_selfcheck", "calibrated", "calibrated_full", "S3_uncertain_n",
               "S3_uncertain_guard")
 PICK_OF_METHOD = {"uncertain": "S3_uncertain_guard", "paper": "S3", "calibrated": "calibrated"}
+# the variants of the S3 fallback test the candidates differ in, as RoutingParams fields: the paper's
+# (S3_nested), the measured test alone (S3_uncertain), with the lead's sampling variance (S3_uncertain_n),
+# and with the binomial guard (S3_uncertain_guard, the shipped default); benchmarks/ten_prompts.py reads them
+FALLBACK_TESTS: dict[str, dict[str, Any]] = {
+    "paper": {"method": "paper", "lead_sampling": False, "binomial_guard": False},
+    "uncertain": {"method": "uncertain", "lead_sampling": False, "binomial_guard": False},
+    "uncertain_n": {"method": "uncertain", "lead_sampling": True, "binomial_guard": False},
+    "uncertain_guard": {"method": "uncertain", "lead_sampling": False, "binomial_guard": True},
+}
 # with labelled prompts (alpha > 0), the candidates for weighing them (docs/results.md, "Labels as
 # evidence" and the two labels candidates after it): the paper's (labels join the neighbour pool), the
 # same then revised by the labels through the feedback rule (feedback.with_label_evidence), revised by it
@@ -241,14 +250,11 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
     s1v, s2v = agg.sum_g / agg.n, agg.sum_gbar / agg.n
     s3_true = sc.s3_from_s2(s2v, p_true_filled)
     if nested is not None:
-        def in_nested(a: TaskAggregates, method: str, lead_sampling: bool = False,
-                      binomial_guard: bool = False) -> Decision:
-            """An S3 method's decision from the pool without this task (its p_hat targets and score_sd),
-            with the uncertain test's variants (RoutingParams.lead_sampling, .binomial_guard)."""
+        def in_nested(a: TaskAggregates, test: str) -> Decision:
+            """An S3 decision with one of FALLBACK_TESTS, from the pool without this task (its p_hat
+            targets and score_sd)."""
             return decide_task(a, data.models, nested.u[train], nested.p[train], bma, costs,
-                               replace(p_params, method=method, lead_sampling=lead_sampling,
-                                       binomial_guard=binomial_guard),
-                               score_sd=nested.errors.score_sd)
+                               replace(p_params, **FALLBACK_TESTS[test]), score_sd=nested.errors.score_sd)
 
         dec_nested = in_nested(agg, "paper")
         calibrated["S3_nested"] = dec_nested
@@ -257,9 +263,9 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
         s3_nested = np.array([dec_nested.s3[m] for m in data.models])
         # the default method's decision (as Router.decide makes it, with the pool's measured score_sd),
         # and its test without the binomial guard (S3_uncertain) or with the lead's sampling variance
+        uncertain_guard = idx[in_nested(agg, "uncertain_guard").model]
         uncertain = idx[in_nested(agg, "uncertain").model]
-        uncertain_n = idx[in_nested(agg, "uncertain", lead_sampling=True).model]
-        uncertain_guard = idx[in_nested(agg, "uncertain", binomial_guard=True).model]
+        uncertain_n = idx[in_nested(agg, "uncertain_n").model]
         paper = idx[dec_nested.model]  # where too few training tasks measure anything
         better = {"S3_posterior": paper if nested.prior is None
                   else rel.posterior_pick(s3_nested, *nested.prior, nested.errors.score_sd, bma, params.eta),
@@ -285,7 +291,7 @@ def held_out(d: int, table: loto.LotoTable, data: BenchmarkData, vectors: np.nda
                                                                           params, costs)
         if nested is not None:  # the same labels path from the uncertain method's zero-label decision
             calibrated["S3_uncertain_labels"] = label_evidence.revise_decision(
-                in_nested(agg0, "uncertain", binomial_guard=True), data.models, errors, *labelled, params, costs)
+                in_nested(agg0, "uncertain_guard"), data.models, errors, *labelled, params, costs)
     elif alpha > 0:  # a task too small for any label at this alpha: the zero-label decision
         for name in ("S3_evidence", "S3_evidence_only", "S3_evidence_reliable", "S3_label_posterior"):
             calibrated[name] = dec
